@@ -1,0 +1,74 @@
+"""``bench``: measurements that compare configurations inside one run (these machines are noisy)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bench.featurize_speed import measure_text_encoder
+from bench.report import Report
+from featurize.console_app import run_app, stdout_console
+from featurize.datasets import LoadOptions, load_dataset
+
+app = typer.Typer(
+    help="Benchmarks and (later) the experiment grid.", no_args_is_help=True, add_completion=False
+)
+out = stdout_console()
+
+
+@app.command()
+def featurize(
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset whose examples are encoded.")] = "t17",
+    split: Annotated[str, typer.Option("--split", help="Split to take the examples from.")] = "dev",
+    text: Annotated[str, typer.Option("--text", help="Text encoders, comma-separated.")] = "minilm",
+    layers: Annotated[str, typer.Option("--layers", help="Layers averaged, as in `featurize`.")] = "last4",
+    limit: Annotated[int, typer.Option("--limit", help="Examples to encode (0: the whole split).")] = 0,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Root of the named datasets.")] = None,
+    output: Annotated[Path, typer.Option("--out", help="Folder for the report (.md and .json).")] = Path(
+        "runs/bench"
+    ),
+) -> None:
+    """Words/s and peak memory of each text encoder: naive baseline vs the toolkit's batched fp32 and bf16."""
+    loaded = load_dataset(dataset, LoadOptions(data_dir=data_dir), [split])
+    examples = loaded.splits[split].examples
+    sentences = [e.words for e in (examples[:limit] if limit else examples)]
+    report = Report(
+        f"Text encoder speed on {dataset}/{split} ({len(sentences)} examples, {sum(map(len, sentences)):,} words)",
+        [
+            "encoder",
+            "configuration",
+            "words",
+            "seconds",
+            "words/s",
+            "× naive",
+            "peak MiB",
+            "cosine to fp32 (mean / min)",
+        ],
+        command="bench " + shlex.join(sys.argv[1:]),
+    )
+    for name in [t.strip() for t in text.split(",") if t.strip()]:
+        report.rows += measure_text_encoder(name, layers, sentences)
+    report.notes.append(
+        "Each configuration in a fresh process; model loading and a 4-example warm-up are not timed."
+    )
+    report.notes.append("peak MiB is the process's peak resident memory (Python, torch, model and features).")
+    out.print(report.markdown())
+    md, _ = report.save(output, "featurize-speed")
+    out.print(f"saved {md} (and .json)")
+
+
+@app.callback()
+def _root() -> None:
+    """Benchmarks share one report format (Markdown + JSON under runs/)."""
+
+
+def main() -> None:
+    run_app(app)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The HDF5 feature cache: the contract between ``featurize``, ``heads`` and ``bench``."""

