@@ -81,10 +81,35 @@ class _RateColumn(ProgressColumn):
         return Text(f"{speed:,.0f} words/s" if speed else "- words/s", style="progress.data.speed")
 
 
-def text_plan(dataset: Dataset, split: str, encoder: TransformerWordEncoder, chunk_size: int) -> EntryPlan:
+@dataclass(frozen=True)
+class TextContext:
+    """Per-example text read as a second segment: ``captions`` or image ``labels`` words."""
+
+    kind: str
+    texts: list[str | None]
+
+    def identity(self) -> dict[str, object]:
+        digest = hashlib.sha256(json.dumps(self.texts, ensure_ascii=False).encode()).hexdigest()
+        return {
+            "kind": self.kind,
+            "sha256": digest,
+            "examples_with_context": sum(t is not None for t in self.texts),
+        }
+
+
+def text_plan(
+    dataset: Dataset,
+    split: str,
+    encoder: TransformerWordEncoder,
+    chunk_size: int,
+    context: TextContext | None = None,
+) -> EntryPlan:
     identity = encoder.identity()
     fingerprint = dataset.fingerprints[split]
-    key = entry_key({"kind": KIND_TEXT, "dataset_fingerprint": fingerprint, "encoder": identity})
+    fields = {"kind": KIND_TEXT, "dataset_fingerprint": fingerprint, "encoder": identity}
+    if context is not None:
+        fields["context"] = context.identity()
+    key = entry_key(fields)
     n_items = len(dataset.splits[split].examples)
     metadata = {
         "kind": KIND_TEXT,
@@ -94,9 +119,13 @@ def text_plan(dataset: Dataset, split: str, encoder: TransformerWordEncoder, chu
         "reader_options": dataset.options,
         "sources": dataset.splits[split].sources,
         **identity,
+        "context": context.kind if context else "none",
         "library_versions": library_versions(),
     }
-    relpath = f"{slug(dataset.name)}/{split}/text-{slug(encoder.name)}-{key[:16]}.h5"
+    if context is not None:
+        metadata["context_identity"] = context.identity()
+    suffix = f"+{context.kind}" if context else ""
+    relpath = f"{slug(dataset.name)}/{split}/text-{slug(encoder.name)}{suffix}-{key[:16]}.h5"
     return EntryPlan(key, relpath, n_items, chunk_size, metadata)
 
 
@@ -126,8 +155,9 @@ def build_text_entry(
     encoder: TransformerWordEncoder,
     console: Console,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    context: TextContext | None = None,
 ) -> BuildResult:
-    plan = text_plan(dataset, split, encoder, chunk_size)
+    plan = text_plan(dataset, split, encoder, chunk_size, context)
     examples = dataset.splits[split].examples
     n_words = sum(len(e.words) for e in examples)
     started = time.perf_counter()
@@ -142,7 +172,7 @@ def build_text_entry(
     todo_words = sum(len(examples[i].words) for c in pending for i in plan.chunk_range(c))
 
     columns = (
-        TextColumn(f"{dataset.name}/{split} {encoder.name}"),
+        TextColumn(f"{dataset.name}/{split} {encoder.name}{'+' + context.kind if context else ''}"),
         BarColumn(),
         MofNCompleteColumn(),
         _RateColumn(),
@@ -154,7 +184,8 @@ def build_text_entry(
 
         def compute(items: range) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             sentences = [examples[i].words for i in items]
-            arrays = encoder.encode(sentences, lambda n: progress.advance(task, n))
+            texts = [context.texts[i] for i in items] if context else None
+            arrays = encoder.encode(sentences, lambda n: progress.advance(task, n), texts)
             lengths = np.array([len(a) for a in arrays], dtype=np.int64)
             return {"words": (np.concatenate(arrays).astype(np.float32), lengths)}
 

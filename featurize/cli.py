@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from featurize.build import DEFAULT_CHUNK_SIZE, build_text_entry, peak_memory_mib
+from featurize.build import DEFAULT_CHUNK_SIZE
 from featurize.cache.schema import read_attrs
 from featurize.cache.store import FeatureStore, cache_dir, open_entry
 from featurize.console_app import run_app, stdout_console
@@ -22,10 +21,13 @@ from featurize.datasets import DATA_DIR_ENV, DATASETS, LoadOptions, load_dataset
 from featurize.errors import MnerError
 from featurize.images import MissingImages
 from featurize.labels import parse_label_map
+from featurize.pipeline import RunPlan
+from featurize.pipeline import run as run_pipeline
 from featurize.readers import READERS
 from featurize.summary import summary_tables
-from featurize.text import TEXT_ENCODERS, build_text_encoder
+from featurize.text import TEXT_ENCODERS
 from featurize.text.transformer import WordFeatureOptions
+from featurize.vision.encoder import VisionOptions
 
 app = typer.Typer(
     help="Run pretrained encoders once over a dataset and store word/image features in HDF5.",
@@ -84,13 +86,20 @@ Captions = Annotated[
     ),
 ]
 NoCaptions = Annotated[bool, typer.Option("--no-captions", help="Do not join captions.")]
+ImageMap = Annotated[
+    Path | None,
+    typer.Option(
+        "--image-map",
+        help="TSV of '<image id><TAB><path under --images>' for images saved under other names.",
+    ),
+]
 CacheDir = Annotated[
     Path | None, typer.Option("--cache-dir", help="Feature store [env MNER_CACHE_DIR, default ./cache].")
 ]
 
 
 def _load_options(
-    data_dir, fmt, label_map, repair_iob, images, missing, captions, no_captions
+    data_dir, fmt, label_map, repair_iob, images, missing, captions, no_captions, image_map=None
 ) -> LoadOptions:
     try:
         mapping = parse_label_map(label_map) if label_map else None
@@ -104,6 +113,7 @@ def _load_options(
         label_map=mapping,
         repair_iob=repair_iob,
         images=images,
+        image_map=image_map,
         missing_images=missing,
         captions=captions,
         use_captions=not no_captions,
@@ -143,8 +153,18 @@ def run(
         ),
     ] = "last4",
     pooling: Annotated[
-        str, typer.Option("--pooling", help="Subwords to word: first, mean or last.")
-    ] = "first",
+        str,
+        typer.Option(
+            "--pooling", help="Subwords to word: first, mean, last, or auto (decoders: last, else first)."
+        ),
+    ] = "auto",
+    weights_format: Annotated[
+        str,
+        typer.Option(
+            "--weights-format",
+            help="Encoder weights in memory: fp32, bf16, 8bit (bitsandbytes), or auto (llama: 8bit, else fp32).",
+        ),
+    ] = "auto",
     max_length: Annotated[
         int | None,
         typer.Option(
@@ -170,12 +190,33 @@ def run(
     chunk_size: Annotated[
         int, typer.Option("--chunk-size", help="Examples per resumable chunk.")
     ] = DEFAULT_CHUNK_SIZE,
+    vision: Annotated[
+        str | None,
+        typer.Option(
+            "--vision",
+            help="Vision encoders, comma-separated: vit, cnn, labels, clip=<model>:<checkpoint>, NAME=hf:<folder>.",
+        ),
+    ] = None,
+    patches: Annotated[
+        bool, typer.Option("--patches", help="Also store the ViT patch grid (for cross-attention heads).")
+    ] = False,
+    vision_batch_size: Annotated[
+        int, typer.Option("--vision-batch-size", help="Images per forward pass.")
+    ] = 16,
+    context: Annotated[
+        str | None,
+        typer.Option(
+            "--context",
+            help="Also store text features with image-derived text as a second segment: captions, labels (comma-separated).",
+        ),
+    ] = None,
     split: SplitOpt = None,
     data_dir: DataDir = None,
     fmt: Format = None,
     label_map: LabelMap = None,
     repair_iob: RepairIob = False,
     images: Images = None,
+    image_map: ImageMap = None,
     missing_images: Missing = MissingImages.keep,
     captions: Captions = None,
     no_captions: NoCaptions = False,
@@ -184,13 +225,11 @@ def run(
     """Featurize DATASET with the chosen encoders; an existing entry is reused without loading any model."""
     if chunk_size < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--chunk-size")
-    started = time.perf_counter()
     options = _load_options(
-        data_dir, fmt, label_map, repair_iob, images, missing_images, captions, no_captions
+        data_dir, fmt, label_map, repair_iob, images, missing_images, captions, no_captions, image_map
     )
     loaded = load_dataset(dataset, options, split)
-    _report_loading(loaded, images is not None)
-    store = FeatureStore(cache_dir(cache))
+    _report_loading(loaded, loaded.image_root is not None)
     word_options = WordFeatureOptions(
         layers=layers,
         pooling=pooling,
@@ -199,31 +238,21 @@ def run(
         batch_size=batch_size,
         bf16=bf16,
         device=device,
+        weights_format=weights_format,
     )
-    total_words = 0
-    for spec in [s.strip() for s in text.split(",") if s.strip()]:
-        encoder = build_text_encoder(spec, word_options)
-        for name in loaded.splits:
-            result = build_text_entry(store, loaded, name, encoder, console, chunk_size)
-            if result.cached:
-                console.print(f"  cached: {result.path} ({result.words:,} words, no model loaded)")
-            else:
-                total_words += result.words
-                console.print(
-                    f"  wrote {result.path}: {result.words:,} words in {result.seconds:.1f} s "
-                    f"({result.words_per_second:,.0f} words/s)"
-                )
-        if encoder.stats.empty_words:
-            console.print(
-                f"  {encoder.name}: {encoder.stats.empty_words} words had no subwords and were read as the unknown token"
-            )
-        if encoder.stats.windowed_examples:
-            console.print(
-                f"  {encoder.name}: {encoder.stats.windowed_examples} examples were longer than the model and read in {encoder.stats.windows} overlapping windows"
-            )
-    wall = time.perf_counter() - started
-    rate = f", {total_words / wall:,.0f} words/s" if total_words else ""
-    console.print(f"[bold]done[/] in {wall:.1f} s wall{rate}, peak memory {peak_memory_mib():,.0f} MiB")
+    plan = RunPlan(
+        text=_names(text),
+        vision=_names(vision),
+        contexts=_names(context),
+        word_options=word_options,
+        vision_options=VisionOptions(patches=patches, batch_size=vision_batch_size, device=device),
+        chunk_size=chunk_size,
+    )
+    run_pipeline(loaded, plan, FeatureStore(cache_dir(cache)), console)
+
+
+def _names(option: str | None) -> list[str]:
+    return [part.strip() for part in (option or "").split(",") if part.strip()]
 
 
 @app.command()
@@ -235,16 +264,17 @@ def summary(
     label_map: LabelMap = None,
     repair_iob: RepairIob = False,
     images: Images = None,
+    image_map: ImageMap = None,
     missing_images: Missing = MissingImages.keep,
     captions: Captions = None,
     no_captions: NoCaptions = False,
 ) -> None:
     """Counts per split and per entity type: examples, tokens, entities, images found/missing."""
     options = _load_options(
-        data_dir, fmt, label_map, repair_iob, images, missing_images, captions, no_captions
+        data_dir, fmt, label_map, repair_iob, images, missing_images, captions, no_captions, image_map
     )
     loaded = load_dataset(dataset, options, split)
-    for table in summary_tables(loaded, images is not None):
+    for table in summary_tables(loaded, loaded.image_root is not None):
         out.print(table)
 
 

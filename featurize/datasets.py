@@ -34,6 +34,7 @@ class DatasetSpec:
     types: frozenset[str] | None = None
     label_map: dict[str, str] = field(default_factory=dict)
     captions: str | None = None
+    images: str | None = None  # default image folder under the data root, used when present
     # For corpora shipped as one file: contiguous fractions for train/dev/test, in file order,
     # so neighbouring sentences of one document never land in two splits.
     split_fractions: tuple[float, float, float] | None = None
@@ -56,6 +57,7 @@ _add(
         frozenset({"PER", "LOC", "ORG", "OTHER"}),
         {"OTHER": "MISC"},
         "captions/blip2_twitter2015.txt",
+        "twitter2015_images",
     )
 )
 _add(
@@ -67,6 +69,7 @@ _add(
         frozenset({"PER", "LOC", "ORG", "MISC"}),
         {},
         "captions/blip2_twitter2017.txt",
+        "twitter2017_images",
     )
 )
 _add(
@@ -99,7 +102,8 @@ class LoadOptions:
     format: str | None = None
     label_map: dict[str, str] | None = None  # None: the dataset's default
     repair_iob: bool = False
-    images: Path | None = None
+    images: Path | None = None  # None: the dataset's default image folder, when present
+    image_map: Path | None = None
     missing_images: MissingImages = MissingImages.keep
     captions: Path | None = None  # None: the dataset's own captions file, when it has one
     use_captions: bool = True
@@ -110,6 +114,7 @@ class LoadOptions:
             "label_map": self.effective_label_map(spec),
             "repair_iob": self.repair_iob,
             "images": str(self.images) if self.images else None,
+            "image_map": str(self.image_map) if self.image_map else None,
             "missing_images": self.missing_images.value,
             "captions": self.use_captions,
             "split_fractions": spec.split_fractions,
@@ -126,6 +131,7 @@ class Dataset:
     splits: dict[str, Split]
     fingerprints: dict[str, str]
     options: dict[str, object]
+    image_root: Path | None = None  # where image ids were resolved; None: not resolved
 
 
 def data_dir(option: Path | None) -> Path:
@@ -223,7 +229,10 @@ def load_dataset(
         caption_file = options.captions or (root / spec.captions if spec.captions else None)
         if caption_file is not None and caption_file.is_file():
             caption_map = read_captions(caption_file)
-    index = ImageIndex(options.images) if options.images else None
+    image_root = options.images
+    if image_root is None and spec.images and (root / spec.images).is_dir():
+        image_root = root / spec.images
+    index = ImageIndex(image_root, options.image_map) if image_root else None
     mapping = options.effective_label_map(spec)
 
     result: dict[str, Split] = {}
@@ -256,4 +265,4 @@ def load_dataset(
                 sort_keys=True,
             ).encode()
         ).hexdigest()
-    return Dataset(spec.name, spec, result, fingerprints, options.describe(spec))
+    return Dataset(spec.name, spec, result, fingerprints, options.describe(spec), image_root)

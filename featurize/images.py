@@ -5,7 +5,9 @@ from __future__ import annotations
 from enum import Enum
 from pathlib import Path
 
+from featurize.errors import ConfigError, DataFormatError
 from featurize.example import Split
+from featurize.readers.text_file import read_lines
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -25,10 +27,11 @@ class ImageIndex:
     folder hold ``train/``, ``dev/`` and ``test/`` sub-folders.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, mapping: Path | None = None) -> None:
         if not root.is_dir():
-            raise FileNotFoundError(f"image folder {root} does not exist")
+            raise ConfigError(f"image folder {root} does not exist")
         self.root = root
+        self._mapped = read_image_map(mapping) if mapping else {}
         self._by_name: dict[str, Path] = {}
         for path in sorted(root.rglob("*")):
             if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
@@ -39,8 +42,26 @@ class ImageIndex:
         return len({str(p) for p in self._by_name.values()})
 
     def find(self, image_id: str) -> Path | None:
+        mapped = self._mapped.get(image_id) or self._mapped.get(Path(image_id).stem)
+        if mapped is not None:
+            path = self.root / mapped
+            return path if path.is_file() else None
         name = Path(image_id).name
         return self._by_name.get(name) or self._by_name.get(Path(name).stem)
+
+
+def read_image_map(path: Path) -> dict[str, str]:
+    """``<image id><TAB><path under the image folder>`` per line, for images saved under other
+    names (the public Twitter-2017 sample renamed its images 1.jpg ... 5.jpg)."""
+    mapping = {}
+    for number, line in enumerate(read_lines(path), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split("\t")
+        if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
+            raise DataFormatError(path, number, "expected '<image id><TAB><relative path>'")
+        mapping[parts[0].strip()] = parts[1].strip()
+    return mapping
 
 
 def resolve_images(split: Split, index: ImageIndex, policy: MissingImages) -> None:

@@ -115,3 +115,20 @@ def test_bad_options() -> None:
 def test_layer_out_of_range(tiny_bert: Path) -> None:
     with pytest.raises(ConfigError, match="hidden states"):
         encode(tiny_bert, layers="last9")
+
+
+def test_context_is_a_second_segment_and_only_sentence_words_are_kept(tiny_bert: Path) -> None:
+    encoder = build_text_encoder(f"hf:{tiny_bert}", WordFeatureOptions(layers="last"))
+    plain = encoder.encode(SENTENCES)
+    with_context = encoder.encode(SENTENCES, contexts=["a city at night", None, "the new york"])
+    assert [a.shape for a in with_context] == [a.shape for a in plain]
+    assert not np.allclose(plain[0], with_context[0])  # the caption changes the words' vectors
+    np.testing.assert_allclose(plain[1], with_context[1], atol=1e-6)  # no context: unchanged
+    assert encoder._second_type == 1  # BERT: segment B gets token type 1
+
+
+def test_long_context_is_cut_never_the_sentence(tiny_bert: Path) -> None:
+    encoder = build_text_encoder(f"hf:{tiny_bert}", WordFeatureOptions(layers="last"))
+    long_sentence = [["new", "york"] * 30]
+    (features,) = encoder.encode(long_sentence, contexts=["the city " * 40])
+    assert features.shape == (60, 16) and encoder.stats.context_truncated == 1

@@ -221,32 +221,37 @@ class EntryBuild:
         return final
 
     def _merge(self, out: h5py.File) -> None:
-        names: list[str] | None = None
+        """Concatenate the chunks' arrays. A chunk may lack an array or hold zero rows of it
+        (say, a chunk whose images were all unreadable): its items then own no rows."""
+        shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
         for chunk in range(self.plan.n_chunks):
             with h5py.File(self.chunk_path(chunk), "r") as handle:
-                if names is None:
-                    names = list(handle.keys())
-                    sizes = {n: 0 for n in names}
-                    for name in names:
-                        rows = handle[f"{name}/rows"]
-                        out.create_dataset(
-                            f"features/{name}",
-                            shape=(0, *rows.shape[1:]),
-                            maxshape=(None, *rows.shape[1:]),
-                            dtype=rows.dtype,
-                            chunks=True,
-                        )
-                        out.create_dataset(f"offsets/{name}", data=np.zeros(1, np.int64), maxshape=(None,))
-                for name in names:
-                    rows = handle[f"{name}/rows"][()]
-                    lengths = handle[f"{name}/lengths"][()]
+                for name in handle:
+                    rows = handle[f"{name}/rows"]
+                    if name not in shapes or (rows.shape[0] and not shapes[name][0]):
+                        shapes[name] = (tuple(rows.shape[1:]) if rows.shape[0] else (), rows.dtype)
+        for name, (tail, dtype) in shapes.items():
+            out.create_dataset(
+                f"features/{name}", shape=(0, *tail), maxshape=(None, *tail), dtype=dtype, chunks=True
+            )
+            out.create_dataset(f"offsets/{name}", data=np.zeros(1, np.int64), maxshape=(None,))
+        for chunk in range(self.plan.n_chunks):
+            n_items = len(self.plan.chunk_range(chunk))
+            with h5py.File(self.chunk_path(chunk), "r") as handle:
+                for name in shapes:
                     features, offsets = out[f"features/{name}"], out[f"offsets/{name}"]
-                    features.resize(sizes[name] + len(rows), axis=0)
-                    features[sizes[name] :] = rows
+                    if name in handle:
+                        rows = handle[f"{name}/rows"][()]
+                        lengths = handle[f"{name}/lengths"][()]
+                    else:
+                        rows, lengths = np.zeros((0,)), np.zeros(n_items, np.int64)
+                    size = features.shape[0]
+                    if len(rows):
+                        features.resize(size + len(rows), axis=0)
+                        features[size:] = rows
                     start = offsets.shape[0]
                     offsets.resize(start + len(lengths), axis=0)
-                    offsets[start:] = sizes[name] + np.cumsum(lengths)
-                    sizes[name] += len(rows)
+                    offsets[start:] = size + np.cumsum(lengths)
 
 
 def open_entry(path: Path) -> h5py.File:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,10 @@ from featurize.errors import ConfigError
 from featurize.text.windows import plan_windows
 from featurize.weights import WeightsSource
 
-POOLINGS = ("first", "mean", "last")
+POOLINGS = ("first", "mean", "last")  # plus "auto": the encoder's own default
+# How the weights are held in memory: "8bit" (bitsandbytes LLM.int8, the thesis's way to fit
+# Llama 3.1 8B), "bf16" or "fp32". Part of the cache key: the numbers differ.
+WEIGHT_FORMATS = ("fp32", "bf16", "8bit")  # plus "auto": the encoder's own default
 # Models whose position table holds two slots for padding_idx: usable length is 2 shorter.
 _OFFSET_POSITIONS = {"roberta", "xlm-roberta", "mpnet", "camembert", "longformer"}
 
@@ -47,20 +50,33 @@ def parse_layers(spec: str) -> list[int]:
 @dataclass(frozen=True)
 class WordFeatureOptions:
     layers: str = "last4"
-    pooling: str = "first"
+    pooling: str = "auto"
     max_length: int | None = None
     stride: int | None = None
     batch_size: int = 32
     bf16: bool = False
     sort_by_length: bool = True
     device: str = "auto"
+    weights_format: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.pooling not in POOLINGS:
+        if self.weights_format not in (*WEIGHT_FORMATS, "auto"):
+            raise ConfigError(
+                f"weights format {self.weights_format!r}: choose one of {', '.join(WEIGHT_FORMATS)}"
+            )
+        if self.pooling not in (*POOLINGS, "auto"):
             raise ConfigError(f"--pooling {self.pooling!r}: choose one of {', '.join(POOLINGS)}")
         parse_layers(self.layers)
         if self.batch_size < 1:
             raise ConfigError("--batch-size must be at least 1")
+
+    def resolved(self, pooling: str = "first", weights_format: str = "fp32") -> WordFeatureOptions:
+        """Fill "auto" fields with an encoder's defaults."""
+        return replace(
+            self,
+            pooling=pooling if self.pooling == "auto" else self.pooling,
+            weights_format=weights_format if self.weights_format == "auto" else self.weights_format,
+        )
 
     def describe(self) -> dict[str, object]:
         """What changes the stored numbers (batch size and sorting only change speed)."""
@@ -70,6 +86,7 @@ class WordFeatureOptions:
             "max_length": self.max_length,
             "stride": self.stride,
             "precision": "bf16" if self.bf16 else "fp32",
+            **({"weights_format": self.weights_format} if self.weights_format != "fp32" else {}),
         }
 
 
@@ -79,6 +96,7 @@ class EncodeStats:
     empty_words: int = 0
     windowed_examples: int = 0
     windows: int = 0
+    context_truncated: int = 0
 
 
 class TransformerWordEncoder:
@@ -87,7 +105,7 @@ class TransformerWordEncoder:
     def __init__(self, name: str, weights: WeightsSource, options: WordFeatureOptions) -> None:
         self.name = name
         self.weights = weights
-        self.options = options
+        self.options = options.resolved()
         self.stats = EncodeStats()
         self._model: Any = None
         self._tokenizer: Any = None
@@ -100,25 +118,33 @@ class TransformerWordEncoder:
         if self._model is not None:
             return
         import torch
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # our own bar counts words; theirs only adds noise
+        hf_logging.set_verbosity_error()  # e.g. a decoder's unused LM head is expected, not news
         folder = self.weights.folder()
         self._tokenizer = AutoTokenizer.from_pretrained(folder)
         if not self._tokenizer.is_fast:
             raise ConfigError(f"{folder}: word alignment needs a fast tokenizer (tokenizer.json)")
-        self._model = AutoModel.from_pretrained(folder)
         device = self.options.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self._device = torch.device(device)
-        self._model.to(self._device).eval()
-        probe = self._tokenizer(["a"], is_split_into_words=True)
+        self._model = _load_model(folder, self.options.weights_format, self._device)
+        self._model.eval()
+        try:
+            probe = self._tokenizer(["a"], is_split_into_words=True)
+        except ValueError:
+            # Byte-level BPE (GPT-2, SmolLM2, Llama 3) takes pre-split words only with a space
+            # before each, which is also how those words look inside running text.
+            self._tokenizer = AutoTokenizer.from_pretrained(folder, add_prefix_space=True)
+            probe = self._tokenizer(["a"], is_split_into_words=True)
         ids, word_ids = probe["input_ids"], probe.word_ids()
         first = word_ids.index(0)
         last = len(word_ids) - 1 - word_ids[::-1].index(0)
         self._prefix, self._suffix = ids[:first], ids[last + 1 :]
+        self._pair_layout(probe)
         self._max_length = self._resolve_max_length()
         self.dim = int(self._model.config.hidden_size)
         n_hidden = int(self._model.config.num_hidden_layers) + 1
@@ -129,6 +155,21 @@ class TransformerWordEncoder:
                     f"--layers {self.options.layers}: the model has {n_hidden} hidden states "
                     "(embeddings + layers)"
                 )
+
+    def _pair_layout(self, single: Any) -> None:
+        """Special tokens around a second segment (``[CLS] A [SEP] B [SEP]`` for BERT, whatever
+        the tokenizer's pair template says elsewhere) and the segment ids it gives B."""
+        pair = self._tokenizer(["a"], ["b"], is_split_into_words=True)
+        ids, sequence = pair["input_ids"], pair.sequence_ids()
+        a_end = sequence.index(0) + 1
+        b_start = sequence.index(1) if 1 in sequence else len(ids)
+        b_end = len(sequence) - sequence[::-1].index(1) if 1 in sequence else len(ids)
+        self._pair_prefix = ids[: sequence.index(0)]
+        self._pair_middle = ids[a_end:b_start]
+        self._pair_suffix = ids[b_end:]
+        types = pair.get("token_type_ids")
+        uses_types = types is not None and getattr(self._model.config, "type_vocab_size", 1) > 1
+        self._second_type = int(types[b_start]) if uses_types and b_start < len(ids) else None
 
     def _resolve_max_length(self) -> int:
         config = self._model.config
@@ -167,15 +208,59 @@ class TransformerWordEncoder:
             result.append(pieces)
         return result
 
+    def _window_size(self, context: list[int] | None) -> tuple[int, int]:
+        if context is None:
+            capacity = self._max_length - len(self._prefix) - len(self._suffix)
+        else:
+            specials = len(self._pair_prefix) + len(self._pair_middle) + len(self._pair_suffix)
+            capacity = self._max_length - specials - len(context)
+        stride = self.options.stride if self.options.stride is not None else capacity // 2
+        return capacity, min(stride, capacity - 1)
+
+    def _input(self, window: list[int], context: list[int] | None) -> tuple[list[int], int | None]:
+        """Model input ids for one window, and where the second segment starts (None: none)."""
+        if context is None:
+            return self._prefix + window + self._suffix, None
+        head = self._pair_prefix + window + self._pair_middle
+        return head + context + self._pair_suffix, len(head)
+
+    def _context_ids(self, contexts: list[str | None] | None, n: int) -> list[list[int] | None]:
+        """Subwords of each example's second segment, cut to half a window at most: the words
+        being tagged always keep at least half of the model's length."""
+        if contexts is None:
+            return [None] * n
+        specials = len(self._pair_prefix) + len(self._pair_middle) + len(self._pair_suffix)
+        limit = (self._max_length - specials) // 2
+        split = [text.split() if text else [] for text in contexts]
+        present = [i for i, words in enumerate(split) if words]
+        encoded = self._tokenizer(
+            [split[i] for i in present], is_split_into_words=True, add_special_tokens=False
+        )
+        out: list[list[int] | None] = [None] * n
+        for row, i in enumerate(present):
+            ids = list(encoded["input_ids"][row])
+            if len(ids) > limit:
+                self.stats.context_truncated += 1
+                ids = ids[:limit]
+            out[i] = ids or None
+        return out
+
     def encode(
-        self, sentences: list[list[str]], progress: Callable[[int], None] | None = None
+        self,
+        sentences: list[list[str]],
+        progress: Callable[[int], None] | None = None,
+        contexts: list[str | None] | None = None,
     ) -> list[np.ndarray]:
-        """One ``(n_words, dim)`` float32 array per sentence."""
+        """One ``(n_words, dim)`` float32 array per sentence.
+
+        ``contexts`` (a caption, an image's label words) are read as a second segment after
+        the sentence, as ITA and the preprint's MSB do; vectors are kept for the sentence's
+        words only.
+        """
         import torch
 
         self.load()
-        capacity = self._max_length - len(self._prefix) - len(self._suffix)
-        stride = self.options.stride if self.options.stride is not None else capacity // 2
+        context_ids = self._context_ids(contexts, len(sentences))
         pieces = self._word_pieces(sentences)
         # Each window is one model input: (sentence, start, end); remember who reads what.
         jobs: list[tuple[int, int, int]] = []
@@ -184,6 +269,7 @@ class TransformerWordEncoder:
         words_per_job: list[int] = []
         for s, word_pieces in enumerate(pieces):
             ids = [t for p in word_pieces for t in p]
+            capacity, stride = self._window_size(context_ids[s])
             windows, owner = plan_windows(len(ids), capacity, stride)
             first_job = len(jobs)
             jobs.extend((s, w.start, w.end) for w in windows)
@@ -212,22 +298,28 @@ class TransformerWordEncoder:
             for begin in range(0, len(order), self.options.batch_size):
                 batch = order[begin : begin + self.options.batch_size]
                 inputs = [
-                    self._prefix + flat[jobs[j][0]][jobs[j][1] : jobs[j][2]] + self._suffix for j in batch
+                    self._input(flat[jobs[j][0]][jobs[j][1] : jobs[j][2]], context_ids[jobs[j][0]])
+                    for j in batch
                 ]
-                width = max(len(x) for x in inputs)
+                width = max(len(x[0]) for x in inputs)
                 input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
                 mask = torch.zeros((len(batch), width), dtype=torch.long)
-                for row, ids in enumerate(inputs):
+                types = torch.zeros((len(batch), width), dtype=torch.long)
+                for row, (ids, second) in enumerate(inputs):
                     input_ids[row, : len(ids)] = torch.tensor(ids)
                     mask[row, : len(ids)] = 1
+                    if second is not None and self._second_type:
+                        types[row, second : len(ids)] = self._second_type
+                extra = {"token_type_ids": types.to(self._device)} if self._second_type else {}
                 hidden = self._model(
                     input_ids=input_ids.to(self._device),
                     attention_mask=mask.to(self._device),
                     output_hidden_states=True,
+                    **extra,
                 ).hidden_states
                 mixed = torch.stack([hidden[i] for i in self._layers]).float().mean(0).cpu().numpy()
-                skip = len(self._prefix)
                 for row, j in enumerate(batch):
+                    skip = len(self._prefix if context_ids[jobs[j][0]] is None else self._pair_prefix)
                     outputs[j] = mixed[row, skip : skip + jobs[j][2] - jobs[j][1]]
                 if progress:
                     progress(sum(words_per_job[j] for j in batch))
@@ -252,3 +344,24 @@ class TransformerWordEncoder:
                 position += len(p)
             result.append(words)
         return result
+
+
+def _load_model(folder: Any, weights_format: str, device: Any) -> Any:
+    """The encoder body without any task head (a decoder's LM head is not loaded)."""
+    import torch
+    from transformers import AutoModel
+
+    if weights_format == "8bit":
+        from transformers import BitsAndBytesConfig
+
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise ConfigError("8-bit weights need bitsandbytes: pip install bitsandbytes") from None
+        return AutoModel.from_pretrained(
+            folder,
+            quantization_config=BitsAndBytesConfig(load_in_8bit=True),
+            device_map=str(device),
+        )
+    dtype = torch.bfloat16 if weights_format == "bf16" else torch.float32
+    return AutoModel.from_pretrained(folder, dtype=dtype).to(device)

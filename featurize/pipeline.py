@@ -1,0 +1,118 @@
+"""One ``featurize`` run: every vision encoder, then every text encoder, with and without each
+image-derived context, over every split; each result is a cache entry found or built."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from featurize.build import DEFAULT_CHUNK_SIZE, BuildResult, TextContext, build_text_entry, peak_memory_mib
+from featurize.cache.image_features import ImageFeatures
+from featurize.cache.store import FeatureStore
+from featurize.datasets import Dataset
+from featurize.errors import ConfigError
+from featurize.image_entries import DEFAULT_IMAGE_CHUNK, SplitImages, build_image_entry
+from featurize.text import build_text_encoder
+from featurize.text.transformer import WordFeatureOptions
+from featurize.vision import build_vision_encoder
+from featurize.vision.encoder import VisionOptions
+
+CONTEXTS = ("captions", "labels")
+
+
+@dataclass
+class RunPlan:
+    text: list[str]
+    vision: list[str] = field(default_factory=list)
+    contexts: list[str] = field(default_factory=list)
+    word_options: WordFeatureOptions = field(default_factory=WordFeatureOptions)
+    vision_options: VisionOptions = field(default_factory=VisionOptions)
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    image_chunk_size: int = DEFAULT_IMAGE_CHUNK
+
+    def __post_init__(self) -> None:
+        for context in self.contexts:
+            if context not in CONTEXTS:
+                raise ConfigError(f"--context {context!r}: choose from {', '.join(CONTEXTS)}")
+
+
+def _say(console: Console, result: BuildResult, unit: str) -> None:
+    if result.cached:
+        console.print(f"  cached: {result.path} ({result.words:,} {unit}, no model loaded)")
+    else:
+        console.print(
+            f"  wrote {result.path}: {result.words:,} {unit} in {result.seconds:.1f} s "
+            f"({result.words_per_second:,.1f} {unit}/s)"
+        )
+
+
+def _label_words(names: list[str]) -> str:
+    # ImageNet names list synonyms ("tabby, tabby cat"): the first is the label word.
+    return ", ".join(name.split(",")[0].strip() for name in names)
+
+
+def run(dataset: Dataset, plan: RunPlan, store: FeatureStore, console: Console) -> dict[str, list[Path]]:
+    started = time.perf_counter()
+    written: dict[str, list[Path]] = {}
+    image_entries: dict[tuple[str, str], Path] = {}
+
+    vision = list(plan.vision)
+    if "labels" in plan.contexts and not any(v.split("=")[0] == "labels" for v in vision):
+        vision.append("labels")  # the label words of the images are this context's input
+    for spec in vision:
+        encoder = build_vision_encoder(spec, plan.vision_options)
+        for split in dataset.splits:
+            found = SplitImages.of(dataset, split)
+            if not found.files:
+                console.print(
+                    f"  [yellow]{encoder.name}: no image of {dataset.name}/{split} was found[/] "
+                    f"({found.missing:,} missing): skipped. Pass --images DIR where they are."
+                )
+                continue
+            result = build_image_entry(store, dataset, split, encoder, console, plan.image_chunk_size)
+            _say(console, result, "images")
+            image_entries[(spec.split("=")[0], split)] = result.path
+            written.setdefault(f"vision:{spec}", []).append(result.path)
+
+    total_words = 0
+    for spec in plan.text:
+        encoder = build_text_encoder(spec, plan.word_options)
+        for split in dataset.splits:
+            examples = dataset.splits[split].examples
+            contexts: list[TextContext | None] = [None]
+            for kind in plan.contexts:
+                if kind == "captions":
+                    contexts.append(TextContext("captions", [e.caption for e in examples]))
+                elif ("labels", split) in image_entries:
+                    labels = ImageFeatures.load(image_entries[("labels", split)])
+                    words = [_label_words(labels.label_words(i)) or None for i in range(len(examples))]
+                    contexts.append(TextContext("labels", words))
+            for context in contexts:
+                if context is not None and not any(context.texts):
+                    console.print(
+                        f"  [yellow]{dataset.name}/{split}: no example has {context.kind}[/]: skipped"
+                    )
+                    continue
+                result = build_text_entry(store, dataset, split, encoder, console, plan.chunk_size, context)
+                _say(console, result, "words")
+                total_words += 0 if result.cached else result.words
+                written.setdefault(f"text:{spec}", []).append(result.path)
+        stats = encoder.stats
+        if stats.empty_words:
+            console.print(
+                f"  {encoder.name}: {stats.empty_words} words had no subwords: read as the unknown token"
+            )
+        if stats.windowed_examples:
+            console.print(
+                f"  {encoder.name}: {stats.windowed_examples} examples longer than the model were read in "
+                f"{stats.windows} overlapping windows"
+            )
+        if stats.context_truncated:
+            console.print(f"  {encoder.name}: {stats.context_truncated} contexts were cut to half a window")
+    wall = time.perf_counter() - started
+    rate = f", {total_words / wall:,.0f} words/s" if total_words else ""
+    console.print(f"[bold]done[/] in {wall:.1f} s wall{rate}, peak memory {peak_memory_mib():,.0f} MiB")
+    return written
