@@ -61,6 +61,67 @@ def featurize(
     out.print(f"saved {md} (and .json)")
 
 
+@app.command()
+def probe(
+    dataset: Annotated[
+        str, typer.Option("--dataset", help="Dataset (train fits the probe, dev scores it).")
+    ] = "t17",
+    text: Annotated[str, typer.Option("--text", help="Text encoders, comma-separated.")] = "minilm",
+    pooling: Annotated[
+        str, typer.Option("--pooling", help="Poolings to compare, comma-separated.")
+    ] = "first,last,mean",
+    layers: Annotated[
+        str, typer.Option("--layers", help="Layer choices to compare, ';'-separated.")
+    ] = "last4",
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Root of the named datasets.")] = None,
+    output: Annotated[Path, typer.Option("--out", help="Folder for the report (.md and .json).")] = Path(
+        "runs/bench"
+    ),
+) -> None:
+    """Linear probe (logistic regression per word, train -> dev) of word features, to choose
+    pooling and layers by measurement. Features come from (and go to) the cache."""
+    from rich.console import Console
+
+    from bench.probe import probe as run_probe
+    from featurize.cache.store import FeatureStore, cache_dir
+    from featurize.cache.text_features import TextFeatures
+    from featurize.pipeline import RunPlan
+    from featurize.pipeline import run as run_pipeline
+    from featurize.text.transformer import WordFeatureOptions
+
+    loaded = load_dataset(dataset, LoadOptions(data_dir=data_dir), ["train", "dev"])
+    store = FeatureStore(cache_dir(None))
+    report = Report(
+        f"Linear probe of word features on {dataset} (train -> dev)",
+        ["encoder", "layers", "pooling", "dev entity F1", "dev token macro F1"],
+        command="bench " + shlex.join(sys.argv[1:]),
+    )
+    for name in [t.strip() for t in text.split(",") if t.strip()]:
+        for layer_choice in [x.strip() for x in layers.split(";") if x.strip()]:
+            for pool in [p.strip() for p in pooling.split(",") if p.strip()]:
+                options = WordFeatureOptions(layers=layer_choice, pooling=pool)
+                paths = run_pipeline(
+                    loaded, RunPlan(text=[name], word_options=options), store, Console(stderr=True)
+                )
+                train, dev = (TextFeatures.load(p) for p in paths[f"text:{name}"])
+                scores = run_probe(train, dev)
+                report.rows.append(
+                    {
+                        "encoder": name,
+                        "layers": layer_choice,
+                        "pooling": pool,
+                        "dev entity F1": round(100 * scores["entity_f1"], 2),
+                        "dev token macro F1": round(100 * scores["token_macro_f1"], 2),
+                    }
+                )
+    report.notes.append(
+        "Logistic regression on standardised word vectors; seqeval entity F1 (conlleval mode)."
+    )
+    out.print(report.markdown())
+    md, _ = report.save(output, "probe")
+    out.print(f"saved {md} (and .json)")
+
+
 @app.callback()
 def _root() -> None:
     """Benchmarks share one report format (Markdown + JSON under runs/)."""

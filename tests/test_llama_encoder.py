@@ -29,7 +29,9 @@ def test_defaults_are_last_subword_and_8bit(tiny_llama: Path) -> None:
 
 @pytest.mark.parametrize("weights_format", ["fp32", "bf16", "8bit"])
 def test_every_weights_format_gives_word_vectors(tiny_llama: Path, weights_format: str) -> None:
-    encoder = build_text_encoder(f"llama=hf:{tiny_llama}", WordFeatureOptions(weights_format=weights_format))
+    encoder = build_text_encoder(
+        f"llama=hf:{tiny_llama}", WordFeatureOptions(weights_format=weights_format, bf16=False)
+    )
     features = encoder.encode(SENTENCES)
     assert [f.shape for f in features] == [(5, 32), (3, 32), (1, 32)]
     assert all(np.isfinite(f).all() for f in features)
@@ -39,8 +41,8 @@ def test_every_weights_format_gives_word_vectors(tiny_llama: Path, weights_forma
 def test_8bit_is_close_to_fp32_and_loaded_through_bitsandbytes(tiny_llama: Path) -> None:
     import bitsandbytes as bnb
 
-    full = build_text_encoder(f"llama=hf:{tiny_llama}", WordFeatureOptions(weights_format="fp32"))
-    int8 = build_text_encoder(f"llama=hf:{tiny_llama}", WordFeatureOptions(weights_format="8bit"))
+    full = build_text_encoder(f"llama=hf:{tiny_llama}", WordFeatureOptions(weights_format="fp32", bf16=False))
+    int8 = build_text_encoder(f"llama=hf:{tiny_llama}", WordFeatureOptions(weights_format="8bit", bf16=False))
     a, b = np.concatenate(full.encode(SENTENCES)), np.concatenate(int8.encode(SENTENCES))
     assert any(isinstance(m, bnb.nn.Linear8bitLt) for m in int8._model.modules())
     cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
@@ -49,7 +51,9 @@ def test_8bit_is_close_to_fp32_and_loaded_through_bitsandbytes(tiny_llama: Path)
 
 def test_pooling_choices_differ_on_multi_piece_words(tiny_llama: Path) -> None:
     out = {
-        p: build_text_encoder(f"llama=hf:{tiny_llama}", WordFeatureOptions(pooling=p, weights_format="fp32"))
+        p: build_text_encoder(
+            f"llama=hf:{tiny_llama}", WordFeatureOptions(pooling=p, weights_format="fp32", bf16=False)
+        )
         for p in ("first", "last", "mean")
     }
     vectors = {p: e.encode([["germany", "xyzzy"]])[0] for p, e in out.items()}

@@ -20,7 +20,7 @@ SENTENCES = [
 
 
 def encode(folder: Path, sentences=SENTENCES, **options) -> list[np.ndarray]:
-    encoder = build_text_encoder(f"hf:{folder}", WordFeatureOptions(**options))
+    encoder = build_text_encoder(f"hf:{folder}", WordFeatureOptions(**{"bf16": False, **options}))
     return encoder.encode(sentences)
 
 
@@ -45,7 +45,7 @@ def test_pooling_and_layers_change_features(tiny_bert: Path) -> None:
 
 def test_long_input_uses_windows_not_truncation(tiny_bert: Path) -> None:
     long = [["abc"] * 5 + ["new", "york"] * 40]  # 85 words, far beyond 40 positions
-    encoder = build_text_encoder(f"hf:{tiny_bert}", WordFeatureOptions(layers="last"))
+    encoder = build_text_encoder(f"hf:{tiny_bert}", WordFeatureOptions(bf16=False, layers="last"))
     (features,) = encoder.encode(long)
     assert features.shape == (85, 16)
     assert encoder.stats.windowed_examples == 1 and encoder.stats.windows > 2
@@ -57,17 +57,17 @@ def test_long_input_uses_windows_not_truncation(tiny_bert: Path) -> None:
 
 
 def test_word_without_subwords_gets_a_vector(tiny_bert: Path) -> None:
-    encoder = build_text_encoder(f"hf:{tiny_bert}", WordFeatureOptions())
+    encoder = build_text_encoder(f"hf:{tiny_bert}", WordFeatureOptions(bf16=False))
     (features,) = encoder.encode([["new", "\ufe0f", "york"]])
     assert features.shape == (3, 16) and np.isfinite(features).all()
     assert encoder.stats.empty_words == 1
 
 
 def test_identity_needs_no_model_and_follows_options(tiny_bert: Path) -> None:
-    a = build_text_encoder(f"hf:{tiny_bert}", WordFeatureOptions(layers="last4"))
-    b = build_text_encoder(f"hf:{tiny_bert}", WordFeatureOptions(layers="last"))
-    c = build_text_encoder(f"hf:{tiny_bert}", WordFeatureOptions(pooling="mean"))
-    d = build_text_encoder(f"hf:{tiny_bert}", WordFeatureOptions(batch_size=3))
+    a = build_text_encoder(f"hf:{tiny_bert}", WordFeatureOptions(bf16=False, layers="last4"))
+    b = build_text_encoder(f"hf:{tiny_bert}", WordFeatureOptions(bf16=False, layers="last"))
+    c = build_text_encoder(f"hf:{tiny_bert}", WordFeatureOptions(bf16=False, pooling="mean"))
+    d = build_text_encoder(f"hf:{tiny_bert}", WordFeatureOptions(bf16=False, batch_size=3))
     assert len({str(x.identity()) for x in (a, b, c)}) == 3
     assert a.identity() == d.identity()  # batch size changes speed, not features
     assert a._model is None
@@ -80,7 +80,7 @@ def test_folder_identity_follows_weights(tiny_bert: Path, tmp_path: Path) -> Non
     other = save_tiny_bert(tmp_path / "other", seed=1)
     same = tmp_path / "copy"
     shutil.copytree(tiny_bert, same)
-    ident = lambda p: build_text_encoder(f"hf:{p}", WordFeatureOptions()).identity()["weights"]  # noqa: E731
+    ident = lambda p: build_text_encoder(f"hf:{p}", WordFeatureOptions(bf16=False)).identity()["weights"]  # noqa: E731
     assert ident(same) == ident(tiny_bert) != ident(other)
 
 
@@ -95,18 +95,18 @@ def test_hub_id_resolves_through_local_hf_cache(
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
     monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    encoder = build_text_encoder("hf:tiny-org/tiny-bert", WordFeatureOptions())
+    encoder = build_text_encoder("hf:tiny-org/tiny-bert", WordFeatureOptions(bf16=False))
     assert encoder.identity()["weights"] == f"hub:tiny-org/tiny-bert@{commit}"
     hub_features = encoder.encode(SENTENCES)
     for a, b in zip(hub_features, encode(tiny_bert)):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ConfigError, match="neither a local folder nor in the Hugging Face cache"):
-        build_text_encoder("hf:tiny-org/absent", WordFeatureOptions()).identity()
+        build_text_encoder("hf:tiny-org/absent", WordFeatureOptions(bf16=False)).identity()
 
 
 def test_bad_options() -> None:
     with pytest.raises(ConfigError):
-        WordFeatureOptions(pooling="max")
+        WordFeatureOptions(bf16=False, pooling="max")
     with pytest.raises(ConfigError):
         parse_layers("top")
     assert parse_layers("last4") == [-4, -3, -2, -1] and parse_layers("-2,-1") == [-2, -1]
@@ -118,7 +118,7 @@ def test_layer_out_of_range(tiny_bert: Path) -> None:
 
 
 def test_context_is_a_second_segment_and_only_sentence_words_are_kept(tiny_bert: Path) -> None:
-    encoder = build_text_encoder(f"hf:{tiny_bert}", WordFeatureOptions(layers="last"))
+    encoder = build_text_encoder(f"hf:{tiny_bert}", WordFeatureOptions(bf16=False, layers="last"))
     plain = encoder.encode(SENTENCES)
     with_context = encoder.encode(SENTENCES, contexts=["a city at night", None, "the new york"])
     assert [a.shape for a in with_context] == [a.shape for a in plain]
@@ -128,7 +128,15 @@ def test_context_is_a_second_segment_and_only_sentence_words_are_kept(tiny_bert:
 
 
 def test_long_context_is_cut_never_the_sentence(tiny_bert: Path) -> None:
-    encoder = build_text_encoder(f"hf:{tiny_bert}", WordFeatureOptions(layers="last"))
+    encoder = build_text_encoder(f"hf:{tiny_bert}", WordFeatureOptions(bf16=False, layers="last"))
     long_sentence = [["new", "york"] * 30]
     (features,) = encoder.encode(long_sentence, contexts=["the city " * 40])
     assert features.shape == (60, 16) and encoder.stats.context_truncated == 1
+
+
+def test_default_precision_follows_the_hardware() -> None:
+    from featurize.text.transformer import native_bf16
+
+    assert WordFeatureOptions().describe()["precision"] == ("bf16" if native_bf16() else "fp32")
+    assert WordFeatureOptions(bf16=False).describe()["precision"] == "fp32"
+    assert WordFeatureOptions(bf16=True).describe()["precision"] == "bf16"

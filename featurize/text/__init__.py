@@ -27,4 +27,4 @@ def build_text_encoder(spec: str, options: WordFeatureOptions) -> TransformerWor
 
 
 # Imported for their registrations: one file per encoder.
-from featurize.text import llama, minilm  # noqa: E402,F401
+from featurize.text import bert, e5, llama, minilm, mpnet  # noqa: E402,F401
