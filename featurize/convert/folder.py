@@ -23,6 +23,17 @@ def package_version(distribution: str) -> str:
         ) from None
 
 
+WEIGHTS_DIR_ENV = "MNER_WEIGHTS_DIR"
+
+
+def weights_dir(cache: Path | None = None) -> Path:
+    """Converted weights live under ``<cache>/weights``, or ``$MNER_WEIGHTS_DIR`` when set (so
+    several feature caches, or a test session's many temporary ones, share one conversion)."""
+    if cache is None and os.environ.get(WEIGHTS_DIR_ENV):
+        return Path(os.environ[WEIGHTS_DIR_ENV])
+    return cache_dir(cache) / "weights"
+
+
 def converted_folder(distribution: str, build: Callable[[Path], None], cache: Path | None = None) -> Path:
     """``<cache>/weights/<distribution>-<version>/``, made by ``build(tmp_folder)`` on first use.
 
@@ -30,7 +41,7 @@ def converted_folder(distribution: str, build: Callable[[Path], None], cache: Pa
     place, so an interrupted conversion is redone, never half-used. A lock keeps two processes
     from converting at once.
     """
-    root = cache_dir(cache) / "weights"
+    root = weights_dir(cache)
     target = root / f"{distribution}-{package_version(distribution)}"
     if target.is_dir():
         return target

@@ -162,6 +162,7 @@ class TransformerWordEncoder:
             # before each, which is also how those words look inside running text.
             self._tokenizer = AutoTokenizer.from_pretrained(folder, add_prefix_space=True)
             probe = self._tokenizer(["a"], is_split_into_words=True)
+        _split_words_as_in_running_text(self._tokenizer)
         ids, word_ids = probe["input_ids"], probe.word_ids()
         first = word_ids.index(0)
         last = len(word_ids) - 1 - word_ids[::-1].index(0)
@@ -368,18 +369,42 @@ class TransformerWordEncoder:
         return result
 
 
+def _split_words_as_in_running_text(tokenizer: Any) -> None:
+    """Make pre-split words tokenize as they do inside a sentence.
+
+    A byte-level BPE (GPT-2, SmolLM2, Llama 3) whose pre-tokenizer adds no prefix space reads
+    each pre-split word as if it began the text: "world" becomes other ids than " world" in
+    running text, ids the model rarely saw mid-sentence. Turning the prefix space on fixes it.
+    """
+    from tokenizers import pre_tokenizers
+
+    split = tokenizer(["a", "world"], is_split_into_words=True, add_special_tokens=False)["input_ids"]
+    running = tokenizer("a world", add_special_tokens=False)["input_ids"]
+    if split == running:
+        return
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    pre = backend.pre_tokenizer if backend is not None else None
+    if isinstance(pre, pre_tokenizers.ByteLevel) and not pre.add_prefix_space:
+        pre.add_prefix_space = True
+        backend.pre_tokenizer = pre
+
+
 def _load_model(folder: Any, weights_format: str, device: Any) -> Any:
     """The encoder body without any task head (a decoder's LM head is not loaded)."""
     import torch
     from transformers import AutoModel
 
     if weights_format == "8bit":
+        import logging
+
         from transformers import BitsAndBytesConfig
 
         try:
             import bitsandbytes  # noqa: F401
         except ImportError:
             raise ConfigError("8-bit weights need bitsandbytes: pip install bitsandbytes") from None
+        # It warns about an input cast once per layer call: hundreds of lines per batch.
+        logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
         return AutoModel.from_pretrained(
             folder,
             quantization_config=BitsAndBytesConfig(load_in_8bit=True),
