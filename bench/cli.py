@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from bench.featurize_speed import measure_text_encoder
+from bench.featurize_speed import measure_text_encoder, measure_vision_encoder
 from bench.report import Report
 from featurize.console_app import run_app, stdout_console
 from featurize.datasets import LoadOptions, load_dataset
@@ -20,11 +20,30 @@ app = typer.Typer(
 out = stdout_console()
 
 
+COLUMNS = [
+    "encoder",
+    "configuration",
+    "inputs",
+    "seconds",
+    "per second",
+    "× naive",
+    "peak MiB",
+    "cosine to batched fp32 (mean / min)",
+]
+
+
 @app.command()
 def featurize(
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset whose examples are encoded.")] = "t17",
     split: Annotated[str, typer.Option("--split", help="Split to take the examples from.")] = "dev",
-    text: Annotated[str, typer.Option("--text", help="Text encoders, comma-separated.")] = "minilm",
+    text: Annotated[
+        str, typer.Option("--text", help="Text encoders, comma-separated ('' for none).")
+    ] = "minilm",
+    vision: Annotated[str, typer.Option("--vision", help="Vision encoders, comma-separated.")] = "",
+    images: Annotated[
+        Path | None,
+        typer.Option("--images", help="Folder whose images (recursively) the vision encoders read."),
+    ] = None,
     layers: Annotated[str, typer.Option("--layers", help="Layers averaged, as in `featurize`.")] = "last4",
     limit: Annotated[int, typer.Option("--limit", help="Examples to encode (0: the whole split).")] = 0,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Root of the named datasets.")] = None,
@@ -32,30 +51,34 @@ def featurize(
         "runs/bench"
     ),
 ) -> None:
-    """Words/s and peak memory of each text encoder: naive baseline vs the toolkit's batched fp32 and bf16."""
-    loaded = load_dataset(dataset, LoadOptions(data_dir=data_dir), [split])
-    examples = loaded.splits[split].examples
-    sentences = [e.words for e in (examples[:limit] if limit else examples)]
-    report = Report(
-        f"Text encoder speed on {dataset}/{split} ({len(sentences)} examples, {sum(map(len, sentences)):,} words)",
-        [
-            "encoder",
-            "configuration",
-            "words",
-            "seconds",
-            "words/s",
-            "× naive",
-            "peak MiB",
-            "cosine to fp32 (mean / min)",
-        ],
-        command="bench " + shlex.join(sys.argv[1:]),
-    )
-    for name in [t.strip() for t in text.split(",") if t.strip()]:
-        report.rows += measure_text_encoder(name, layers, sentences)
+    """Inputs/s and peak memory of each encoder: a naive baseline vs the toolkit's batched paths, in one run."""
+    from featurize.images import IMAGE_SUFFIXES
+
+    report = Report("Encoder speed", COLUMNS, command="bench " + shlex.join(sys.argv[1:]))
+    text_names = [t.strip() for t in text.split(",") if t.strip()]
+    if text_names:
+        loaded = load_dataset(dataset, LoadOptions(data_dir=data_dir), [split])
+        examples = loaded.splits[split].examples
+        sentences = [e.words for e in (examples[:limit] if limit else examples)]
+        report.notes.append(
+            f"Text: {dataset}/{split}, {len(sentences)} examples, {sum(map(len, sentences)):,} words."
+        )
+        for name in text_names:
+            report.rows += measure_text_encoder(name, layers, sentences)
+    vision_names = [v.strip() for v in vision.split(",") if v.strip()]
+    if vision_names:
+        if images is None:
+            raise typer.BadParameter("vision encoders need --images DIR", param_hint="--images")
+        files = sorted(str(p) for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        report.notes.append(f"Vision: {len(files)} images under {images}.")
+        for name in vision_names:
+            report.rows += measure_vision_encoder(name, files)
     report.notes.append(
-        "Each configuration in a fresh process; model loading and a 4-example warm-up are not timed."
+        "Each configuration in a fresh process; model loading and a warm-up call are not timed."
     )
-    report.notes.append("peak MiB is the process's peak resident memory (Python, torch, model and features).")
+    report.notes.append(
+        "peak MiB is the process's peak resident memory (Python, torch, model, inputs and outputs)."
+    )
     out.print(report.markdown())
     md, _ = report.save(output, "featurize-speed")
     out.print(f"saved {md} (and .json)")

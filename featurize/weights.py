@@ -120,42 +120,60 @@ def weights_from_spec(spec: str) -> WeightsSource:
     return HubWeights(repo_id, revision or None)
 
 
-def _memo_path() -> Path:
-    return Path(os.environ.get("MNER_CACHE_DIR", "cache")) / ".weights-hashes.json"
+class _HashMemo:
+    """sha256 of files, remembered per (size, mtime) in the cache, so large weights are read once."""
+
+    def __init__(self) -> None:
+        self.path = Path(os.environ.get("MNER_CACHE_DIR", "cache")) / ".weights-hashes.json"
+        self.known: dict[str, list[object]] = {}
+        self.changed = False
+        if self.path.is_file():
+            try:
+                self.known = json.loads(self.path.read_text())
+            except (json.JSONDecodeError, OSError):
+                self.known = {}
+
+    def digest(self, path: Path) -> str:
+        stat = path.stat()
+        stamp = [stat.st_size, stat.st_mtime_ns]
+        known = self.known.get(str(path))
+        if known is not None and known[:2] == stamp:
+            return str(known[2])
+        value = _file_digest(path)
+        self.known[str(path)] = [*stamp, value]
+        self.changed = True
+        return value
+
+    def save(self) -> None:
+        if not self.changed:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
+            tmp.write_text(json.dumps(self.known))
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # the memo only saves time
+
+
+def file_hash(path: Path) -> str:
+    """sha256 (hex) of one weights file."""
+    memo = _HashMemo()
+    value = memo.digest(path)
+    memo.save()
+    return value
 
 
 def folder_hash(folder: Path) -> str:
-    memo_path = _memo_path()
-    memo: dict[str, list[object]] = {}
-    if memo_path.is_file():
-        try:
-            memo = json.loads(memo_path.read_text())
-        except (json.JSONDecodeError, OSError):
-            memo = {}
+    """A hash over every weights file of a folder (names and contents; README files skipped)."""
+    memo = _HashMemo()
     digest = hashlib.sha256()
-    changed = False
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = path.relative_to(folder)
         if any(part.startswith(".") for part in rel.parts) or path.suffix == ".md":
             continue
-        stat = path.stat()
-        stamp = [stat.st_size, stat.st_mtime_ns]
-        known = memo.get(str(path))
-        if known is not None and known[:2] == stamp:
-            file_digest = str(known[2])
-        else:
-            file_digest = _file_digest(path)
-            memo[str(path)] = [*stamp, file_digest]
-            changed = True
-        digest.update(f"{rel}\0{file_digest}\n".encode())
-    if changed:
-        try:
-            memo_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = memo_path.with_name(f"{memo_path.name}.tmp-{os.getpid()}")
-            tmp.write_text(json.dumps(memo))
-            os.replace(tmp, memo_path)
-        except OSError:
-            pass  # the memo only saves time
+        digest.update(f"{rel}\0{memo.digest(path)}\n".encode())
+    memo.save()
     return digest.hexdigest()[:16]
 
 

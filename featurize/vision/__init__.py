@@ -22,3 +22,4 @@ def build_vision_encoder(spec: str, options: VisionOptions) -> VisionEncoder:
 
 
 # Imported for their registrations: one file per encoder (added with their modules).
+from featurize.vision import clip, cnn, labels, vit  # noqa: E402,F401
