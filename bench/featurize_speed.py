@@ -34,11 +34,14 @@ TEXT_CONFIGS = [
 ]
 LLM_CONFIGS = [
     SpeedConfig("toolkit: batch 32, length-sorted, 8-bit weights", 32, weights_format="8bit"),
+    SpeedConfig(
+        "toolkit: batch 32, length-sorted, 8-bit weights, bf16 autocast", 32, bf16=True, weights_format="8bit"
+    ),
     SpeedConfig("toolkit: batch 32, length-sorted, bf16 weights", 32, weights_format="bf16", bf16=True),
 ]
 VISION_CONFIGS = [
     SpeedConfig("naive: 1 image at a time, fp32", 1, sort_by_length=False),
-    SpeedConfig("toolkit: batch 16, fp32", 16),
+    SpeedConfig("toolkit: the encoder's default batch, fp32", 0),
 ]
 
 
@@ -76,7 +79,7 @@ def _measure_vision(encoder_name: str, config: SpeedConfig, files: list[str]) ->
     from featurize.vision.encoder import VisionOptions
     from featurize.vision.images import load_image
 
-    encoder = build_vision_encoder(encoder_name, VisionOptions(batch_size=config.batch_size))
+    encoder = build_vision_encoder(encoder_name, VisionOptions(batch_size=config.batch_size or None))
     images = [load_image(Path(f)) for f in files]
     encoder.load()
     encoder.encode(images[:1])

@@ -202,8 +202,13 @@ def run(
         bool, typer.Option("--patches", help="Also store the ViT patch grid (for cross-attention heads).")
     ] = False,
     vision_batch_size: Annotated[
-        int, typer.Option("--vision-batch-size", help="Images per forward pass.")
-    ] = 16,
+        int | None,
+        typer.Option(
+            "--vision-batch-size",
+            help="Images per forward pass (default: each encoder's measured best).",
+            show_default=False,
+        ),
+    ] = None,
     context: Annotated[
         str | None,
         typer.Option(
@@ -289,12 +294,23 @@ def datasets() -> None:
     out.print(f"Formats for paths: {', '.join(READERS)}")
 
 
+def _first_paragraph(factory: object) -> str:
+    import sys as _sys
+
+    doc = _sys.modules[getattr(factory, "__module__", "")].__doc__ or ""
+    text = " ".join(doc.split("\n\n")[0].split())
+    return text if len(text) <= 110 else text[:107] + "..."
+
+
 @app.command()
 def encoders() -> None:
-    """The registered text encoders (plus hf:<hub id or folder> for any other)."""
-    for name in TEXT_ENCODERS:
-        out.print(f"text  {name}")
-    out.print("text  hf:<hub id or local folder>")
+    """The registered text and vision encoders (any other: NAME=hf:<hub id or folder>)."""
+    from featurize.vision import VISION_ENCODERS
+
+    for kind, registry in (("text", TEXT_ENCODERS), ("vision", VISION_ENCODERS)):
+        for name, factory in registry.items():
+            out.print(f"{kind:7s} {name:7s} {_first_paragraph(factory)}", highlight=False)
+    out.print("text    hf:<hub id or local folder>: any Hugging Face encoder or decoder", highlight=False)
 
 
 # Each one-time weight conversion and the check that compares it with the original.

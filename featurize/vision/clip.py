@@ -97,8 +97,9 @@ class ClipEncoder(TorchVisionEncoder):
         batch_list = texts or [""]  # no texts still needs the embedding width
         parts = []
         with torch.inference_mode():
-            for begin in range(0, len(batch_list), self.options.batch_size):
-                tokens = self._tokenizer(batch_list[begin : begin + self.options.batch_size]).to(self.device)
+            size = self.options.batch_size or self.default_batch_size
+            for begin in range(0, len(batch_list), size):
+                tokens = self._tokenizer(batch_list[begin : begin + size]).to(self.device)
                 parts.append(self._model.encode_text(tokens).float().cpu().numpy())
         result = np.concatenate(parts).astype(np.float32, copy=False)
         return result if texts else result[:0]

@@ -16,6 +16,8 @@ from featurize.vision.torch_encoder import TorchVisionEncoder
 
 
 class CnnEncoder(TorchVisionEncoder):
+    default_batch_size = 4  # a CNN on this CPU: best at 2-4 images (torch_encoder.py)
+
     def __init__(self, options: VisionOptions, spec: ClassifierSpec, name: str = "cnn") -> None:
         super().__init__(name, options)
         self.spec = spec

@@ -11,7 +11,7 @@ from PIL import Image
 @dataclass(frozen=True)
 class VisionOptions:
     patches: bool = False  # also return the patch grid (ViT) for cross-attention heads
-    batch_size: int = 16
+    batch_size: int | None = None  # None: the encoder's own default (measured, see torch_encoder.py)
     device: str = "auto"
 
     def describe(self) -> dict[str, object]:

@@ -36,6 +36,8 @@ def imagenet_class_names() -> tuple[str, ...]:
 
 
 class LabelsEncoder(TorchVisionEncoder):
+    default_batch_size = 4  # a CNN on this CPU: best at 2-4 images (torch_encoder.py)
+
     def __init__(self, options: VisionOptions, spec: ClassifierSpec, name: str = "labels") -> None:
         super().__init__(name, options)
         self.spec = spec

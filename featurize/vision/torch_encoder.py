@@ -70,6 +70,11 @@ class TorchVisionEncoder(VisionEncoder):
     ``_encode_batch``; floats come back as float32 and integers as int64 numpy arrays.
     """
 
+    # Images per forward pass when the user does not say. Measured on this 2-core CPU over the
+    # 30 sample photos: EfficientNet-Lite0 peaks at 2-4 (33 img/s; 20 at 16, when activations
+    # outgrow the cache), the ViT gains up to 16 (7.7 -> 9.9 img/s).
+    default_batch_size = 16
+
     def __init__(self, name: str, options: VisionOptions) -> None:
         self.name = name
         self.options = options
@@ -96,9 +101,10 @@ class TorchVisionEncoder(VisionEncoder):
         # No images still needs the arrays' trailing shapes: encode one blank and keep no rows.
         batch_list = images or [Image.new("RGB", (32, 32), (255, 255, 255))]
         parts: list[dict[str, np.ndarray]] = []
+        size = self.options.batch_size or self.default_batch_size
         with torch.inference_mode():
-            for begin in range(0, len(batch_list), self.options.batch_size):
-                out = self._encode_batch(batch_list[begin : begin + self.options.batch_size])
+            for begin in range(0, len(batch_list), size):
+                out = self._encode_batch(batch_list[begin : begin + size])
                 parts.append({key: _to_numpy(value) for key, value in out.items()})
         result = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
         return result if images else {key: value[:0] for key, value in result.items()}
