@@ -96,6 +96,10 @@ def probe(
     layers: Annotated[
         str, typer.Option("--layers", help="Layer choices to compare, ';'-separated.")
     ] = "last4",
+    weights_format: Annotated[
+        str,
+        typer.Option("--weights-format", help="Encoder weights: auto, fp32, bf16 or 8bit (as in featurize)."),
+    ] = "auto",
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Root of the named datasets.")] = None,
     output: Annotated[Path, typer.Option("--out", help="Folder for the report (.md and .json).")] = Path(
         "runs/bench"
@@ -116,13 +120,13 @@ def probe(
     store = FeatureStore(cache_dir(None))
     report = Report(
         f"Linear probe of word features on {dataset} (train -> dev)",
-        ["encoder", "layers", "pooling", "dev entity F1", "dev token macro F1"],
+        ["encoder", "weights", "layers", "pooling", "dev entity F1", "dev token macro F1"],
         command="bench " + shlex.join(sys.argv[1:]),
     )
     for name in [t.strip() for t in text.split(",") if t.strip()]:
         for layer_choice in [x.strip() for x in layers.split(";") if x.strip()]:
             for pool in [p.strip() for p in pooling.split(",") if p.strip()]:
-                options = WordFeatureOptions(layers=layer_choice, pooling=pool)
+                options = WordFeatureOptions(layers=layer_choice, pooling=pool, weights_format=weights_format)
                 paths = run_pipeline(
                     loaded, RunPlan(text=[name], word_options=options), store, Console(stderr=True)
                 )
@@ -131,6 +135,7 @@ def probe(
                 report.rows.append(
                     {
                         "encoder": name,
+                        "weights": weights_format,
                         "layers": layer_choice,
                         "pooling": pool,
                         "dev entity F1": round(100 * scores["entity_f1"], 2),

@@ -155,14 +155,15 @@ def run(
     pooling: Annotated[
         str,
         typer.Option(
-            "--pooling", help="Subwords to word: first, mean, last, or auto (decoders: last, else first)."
+            "--pooling",
+            help="Subwords to word: first, mean, last, or auto (decoders: mean, measured best; else first).",
         ),
     ] = "auto",
     weights_format: Annotated[
         str,
         typer.Option(
             "--weights-format",
-            help="Encoder weights in memory: fp32, bf16, 8bit (bitsandbytes), or auto (llama: 8bit, else fp32).",
+            help="Encoder weights in memory: fp32, bf16, 8bit (bitsandbytes), or auto (llama: 8bit on a GPU, bf16 on a CPU with native bf16; others: fp32).",
         ),
     ] = "auto",
     max_length: Annotated[

@@ -16,6 +16,7 @@ from pathlib import Path
 from featurize.captions import join_captions, read_captions
 from featurize.errors import ConfigError, DataFormatError
 from featurize.example import Example, Split
+from featurize.hashing import sha256_file
 from featurize.images import ImageIndex, MissingImages, resolve_images
 from featurize.labels import rename_types, repair_i_starts, span_starts_with_i
 from featurize.readers import READERS
@@ -184,14 +185,6 @@ def _content_hash(examples: list[Example]) -> str:
     return digest.hexdigest()
 
 
-def _file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_dataset(
     name_or_path: str, options: LoadOptions | None = None, splits: list[str] | None = None
 ) -> Dataset:
@@ -257,7 +250,7 @@ def load_dataset(
         fingerprints[split] = hashlib.sha256(
             json.dumps(
                 {
-                    "files": {str(p.name): _file_hash(p) for p in paths},
+                    "files": {str(p.name): sha256_file(p) for p in paths},
                     "options": options.describe(spec),
                     "split": split,
                     "content": _content_hash(loaded.examples),

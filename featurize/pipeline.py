@@ -4,7 +4,7 @@ image-derived context, over every split; each result is a cache entry found or b
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -96,7 +96,10 @@ def run(dataset: Dataset, plan: RunPlan, store: FeatureStore, console: Console) 
                         f"  [yellow]{dataset.name}/{split}: no example has {context.kind}[/]: skipped"
                     )
                     continue
+                before = replace(encoder.stats)
                 result = build_text_entry(store, dataset, split, encoder, console, plan.chunk_size, context)
+                if context is not None:  # the same words again: count them once, with the plain entry
+                    encoder.stats = replace(before, context_truncated=encoder.stats.context_truncated)
                 _say(console, result, "words")
                 total_words += 0 if result.cached else result.words
                 written.setdefault(f"text:{spec}", []).append(result.path)

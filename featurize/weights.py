@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from featurize.errors import ConfigError
+from featurize.hashing import sha256_file
 
 
 class WeightsSource:
@@ -139,7 +140,7 @@ class _HashMemo:
         known = self.known.get(str(path))
         if known is not None and known[:2] == stamp:
             return str(known[2])
-        value = _file_digest(path)
+        value = sha256_file(path)
         self.known[str(path)] = [*stamp, value]
         self.changed = True
         return value
@@ -175,11 +176,3 @@ def folder_hash(folder: Path) -> str:
         digest.update(f"{rel}\0{memo.digest(path)}\n".encode())
     memo.save()
     return digest.hexdigest()[:16]
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

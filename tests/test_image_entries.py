@@ -149,3 +149,25 @@ def test_caption_context_entry(tiny_bert: Path, tmp_path: Path) -> None:
     assert plain.features.shape == with_caption.features.shape == (6, 16)
     assert not np.allclose(plain.example(0)[2], with_caption.example(0)[2])
     np.testing.assert_allclose(plain.example(2)[2], with_caption.example(2)[2], atol=1e-6)  # no caption
+
+
+def test_label_words_context_from_the_real_classifier(
+    tiny_bert: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    from rich.console import Console
+
+    images = data_dir / "twitter_sample" / "twitter_2015" / "images"
+    data = load_dataset("t15", LoadOptions(images=images), ["dev"])
+    plan = RunPlan(text=[f"hf:{tiny_bert}"], contexts=["labels"], word_options=WordFeatureOptions(bf16=False))
+    written = run(data, plan, FeatureStore(tmp_path / "cache"), Console(stderr=True))
+    (labels_path,) = written["vision:labels"]  # built on the way: its words are the context
+    plain_path, labels_context = written[f"text:hf:{tiny_bert}"]
+    labels = ImageFeatures.load(labels_path)
+    with_image = [i for i, e in enumerate(data.splits["dev"].examples) if e.image_paths and e.image_paths[0]]
+    words = labels.label_words(with_image[0])
+    assert len(words) == 5 and all(isinstance(w, str) and w for w in words)
+    text = TextFeatures.load(labels_context)
+    assert text.metadata["context"] == "labels"
+    assert text.metadata["context_identity"]["examples_with_context"] == 5
+    plain = TextFeatures.load(plain_path)
+    assert not np.allclose(plain.example(with_image[0])[2], text.example(with_image[0])[2])

@@ -20,10 +20,14 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
-def test_defaults_are_last_subword_and_8bit(tiny_llama: Path) -> None:
+def test_defaults_are_subword_mean_and_measured_weights_format(tiny_llama: Path) -> None:
+    from featurize.text.llama import default_weights_format
+
     encoder = build_text_encoder(f"llama=hf:{tiny_llama}", WordFeatureOptions())
     identity = encoder.identity()
-    assert identity["pooling"] == "last" and identity["weights_format"] == "8bit"
+    assert identity["pooling"] == "mean"
+    assert identity.get("weights_format", "fp32") == default_weights_format()
+    assert default_weights_format() in ("8bit", "bf16", "fp32")
     assert encoder._model is None  # the key needs no model
 
 
