@@ -1,11 +1,10 @@
-"""``heads``: train and evaluate small models on cached features (the heads arrive in issue 4).
-
-What exists now is the reading side of the cache contract: ``heads inspect`` opens an entry
-exactly as a head will, without torch or any encoder.
+"""``heads``: train, evaluate and apply small models on cached features; never loads an encoder
+to train or evaluate (``predict`` runs the encoders once on the new input, through featurize).
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
@@ -13,13 +12,263 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from featurize.cache.store import cache_dir
 from featurize.cache.text_features import TextFeatures
 from featurize.console_app import run_app, stdout_console
+from featurize.errors import ConfigError
 
 app = typer.Typer(
     help="Train, evaluate and apply heads on cached features.", no_args_is_help=True, add_completion=False
 )
 out = stdout_console()
+
+CacheDir = Annotated[
+    Path | None,
+    typer.Option("--cache-dir", help="The feature store (default $MNER_CACHE_DIR, else ./cache)."),
+]
+
+
+def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for value in values or []:
+        for item in value.split(","):
+            if not item.strip():
+                continue
+            if "=" not in item:
+                raise typer.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint=option)
+            name, _, val = item.partition("=")
+            pairs[name.strip()] = val.strip()
+    return pairs
+
+
+def _percent(value: object) -> str:
+    return f"{100 * float(value):.2f}"  # type: ignore[arg-type]
+
+
+def print_scores(scores: dict[str, dict], title: str) -> None:
+    """The report every head prints: entity F1 (headline) first, then the thesis's metrics."""
+    table = Table(
+        "split",
+        "entity P",
+        "entity R",
+        "[bold]entity F1[/]",
+        "entity F1 strict",
+        "token macro F1",
+        "token macro F1 relaxed",
+        title=title,
+        title_justify="left",
+    )
+    for split, m in scores.items():
+        table.add_row(
+            split,
+            _percent(m["entity_precision"]),
+            _percent(m["entity_recall"]),
+            f"[bold]{_percent(m['entity_f1'])}[/]",
+            _percent(m["entity_f1_strict"]),
+            _percent(m["token_macro_f1"]),
+            _percent(m["token_macro_f1_relaxed"]),
+        )
+    out.print(table)
+    last = list(scores)[-1]
+    per_type = Table("type", "P", "R", "F1", "support", title=f"entity types on {last}", title_justify="left")
+    for name, row in sorted(scores[last]["entity_per_type"].items()):
+        per_type.add_row(
+            name,
+            _percent(row["precision"]),
+            _percent(row["recall"]),
+            _percent(row["f1-score"]),
+            str(int(row["support"])),
+        )
+    out.print(per_type)
+    out.print(
+        "entity F1: seqeval default mode (conlleval-compatible), micro; strict: seqeval IOB2 mode. "
+        "token macro F1: macro F1 over BIO tags per word (the thesis's metric); relaxed: B-/I- stripped."
+    )
+
+
+def default_run_folder(
+    dataset: str,
+    head: str,
+    text: str | None,
+    vision: str | None,
+    context: str,
+    modality: str | None,
+    seed: int,
+) -> Path:
+    parts = [dataset, head, (text or "words").replace("+", "-")]
+    if context != "none":
+        parts.append(context)
+    if vision:
+        parts.append(vision)
+    if modality:
+        parts.append(modality)
+    return Path("runs/heads") / ("-".join(parts) + f"-s{seed}")
+
+
+@app.command()
+def train(
+    dataset: Annotated[
+        str, typer.Option("--dataset", help="A dataset featurized into the cache (t15, t17, ...).")
+    ] = "t17",
+    head: Annotated[str, typer.Option("--head", help="A head from `heads list`.")] = "bilstm-crf",
+    text: Annotated[
+        str | None,
+        typer.Option(
+            "--text",
+            help="Cached text encoder(s); join several with + (minilm+mpnet). 'none' for word-id heads.",
+        ),
+    ] = "minilm",
+    vision: Annotated[
+        str | None, typer.Option("--vision", help="Cached vision encoder: vit, cnn, labels, clip.")
+    ] = None,
+    context: Annotated[
+        str, typer.Option("--context", help="Text features with a second segment: none, captions, labels.")
+    ] = "none",
+    modality: Annotated[
+        str | None,
+        typer.Option("--modality", help="both, text or image: the unimodal variants of the fusion heads."),
+    ] = None,
+    pooling: Annotated[
+        str | None, typer.Option("--pooling", help="Pick the cached entry with this pooling.")
+    ] = None,
+    layers: Annotated[
+        str | None, typer.Option("--layers", help="Pick the cached entry with these layers (last4).")
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Head hyperparameters NAME=VALUE (repeat or comma-separate); see `heads list`."
+        ),
+    ] = None,
+    lr: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--lr",
+            help="Learning rate per component: text, vision, fusion, inner_lstm, crf, dense (NAME=VALUE).",
+        ),
+    ] = None,
+    lr_preset: Annotated[
+        str, typer.Option("--lr-preset", help="cached (defaults for frozen features) or thesis.")
+    ] = "cached",
+    epochs: Annotated[int, typer.Option("--epochs", help="Most epochs.")] = 40,
+    patience: Annotated[
+        int, typer.Option("--patience", help="Stop after this many epochs without a better dev score.")
+    ] = 6,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
+    scheduler: Annotated[
+        str, typer.Option("--scheduler", help="plateau, cosine (warm restarts T0=5, Tmult=2) or none.")
+    ] = "plateau",
+    clip: Annotated[float, typer.Option("--clip", help="Max gradient norm (0: off).")] = 5.0,
+    weight_decay: Annotated[float, typer.Option("--weight-decay")] = 0.01,
+    class_weights: Annotated[
+        bool,
+        typer.Option("--class-weights", help="Weight the cross-entropy by N/(m*freq_c) (softmax heads)."),
+    ] = False,
+    select: Annotated[
+        str, typer.Option("--select", help="Validation metric: entity_f1 or token_macro_f1.")
+    ] = "entity_f1",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    stem: Annotated[
+        str | None, typer.Option("--stem", help="Stem words for trainable embeddings: english, german.")
+    ] = None,
+    threads: Annotated[int, typer.Option("--threads", help="torch threads (0: torch's default).")] = 0,
+    run_dir: Annotated[Path | None, typer.Option("--out", help="Where the model and run.json go.")] = None,
+    cache: CacheDir = None,
+) -> None:
+    """Train a head on cached features, choose its epoch on dev, score dev and test, save it."""
+    from heads.crf_suite_run import is_crfsuite, run_crfsuite
+    from heads.experiment import RunSpec
+    from heads.experiment import run as run_experiment
+    from heads.inputs import InputSpec
+    from heads.train import TrainConfig
+
+    text = None if text in (None, "", "none") else text
+    inputs = InputSpec(dataset, text, vision, context, pooling, layers)
+    folder = run_dir or default_run_folder(dataset, head, text, vision, context, modality, seed)
+    if is_crfsuite(head):
+        record = run_crfsuite(inputs, _pairs(option, "--set"), seed, cache_dir(cache), folder, out)
+    else:
+        config = TrainConfig(
+            seed=seed,
+            epochs=epochs,
+            patience=patience,
+            batch_size=batch_size,
+            lr_preset=lr_preset,
+            lr={k: float(v) for k, v in _pairs(lr, "--lr").items()},
+            weight_decay=weight_decay,
+            clip=clip,
+            scheduler=scheduler,
+            class_weights=class_weights,
+            select=select,
+            threads=threads,
+        )
+        spec = RunSpec(head, inputs, modality, _pairs(option, "--set"), config, stem)
+
+        def progress(row: dict[str, float]) -> None:
+            out.print(
+                f"epoch {int(row['epoch']):3d}  loss {row['train_loss']:8.4f}  dev entity F1 "
+                f"{100 * row['dev_entity_f1']:6.2f}  token macro F1 {100 * row['dev_token_macro_f1']:6.2f}  "
+                f"lr {row['lr_max']:.1e}  {row['seconds']:6.1f} s"
+            )
+
+        record = run_experiment(spec, cache_dir(cache), folder, progress)
+        out.print(
+            f"best epoch {record['best_epoch']} of {record['epochs_run']}; trained in {record['train_seconds']:.1f} s, "
+            f"peak memory {record['peak_memory_mib']:,.0f} MiB"
+        )
+    print_scores(
+        record["metrics"],
+        f"{head} on {dataset} ({text or 'word ids'}"
+        + (f" + {vision}" if vision else "")
+        + (f", context {context}" if context != "none" else "")
+        + ")",
+    )
+    out.print(f"saved {folder} (model.safetensors, config.json, run.json)")
+
+
+@app.command("eval")
+def evaluate(
+    model: Annotated[Path, typer.Option("--model", help="A run folder written by `heads train`.")],
+    split: Annotated[str, typer.Option("--split", help="Splits to score, comma-separated.")] = "dev,test",
+    output: Annotated[
+        Path | None, typer.Option("--json", help="Also write the scores to this JSON file.")
+    ] = None,
+    cache: CacheDir = None,
+) -> None:
+    """Score a saved head on cached splits: entity P/R/F1 (both modes), token macro F1."""
+    from heads.crf_suite_run import evaluate_crfsuite, is_crfsuite_folder
+    from heads.experiment import evaluate_saved
+
+    splits = tuple(s.strip() for s in split.split(",") if s.strip())
+    if is_crfsuite_folder(model):
+        scores = evaluate_crfsuite(model, cache_dir(cache), splits)
+    else:
+        _, scores = evaluate_saved(model, cache_dir(cache), splits)
+    print_scores(scores, f"{model}")
+    if output:
+        output.write_text(json.dumps(scores, indent=1), encoding="utf-8")
+        out.print(f"saved {output}")
+
+
+@app.command("list")
+def list_heads() -> None:
+    """The registered heads, their modalities and options (with defaults)."""
+    from dataclasses import fields
+
+    import heads.models  # noqa: F401
+    from heads.tagger import HEADS
+
+    table = Table("head", "modalities", "options (--set NAME=VALUE)", "what it is")
+    for name, cls in HEADS.items():
+        options = ", ".join(f"{f.name}={f.default}" for f in fields(cls.Hyper))
+        table.add_row(name, ", ".join(cls.modalities), options, cls.description)
+    table.add_row(
+        "crf",
+        "text",
+        "c1 grid, c2 grid, clusters, max_iterations",
+        "sklearn-crfsuite with classic word features",
+    )
+    out.print(table)
 
 
 @app.command()
@@ -64,3 +313,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+__all__ = ["ConfigError", "app", "main"]

@@ -1,0 +1,153 @@
+"""The ``crf`` head: the sklearn-crfsuite baseline run like every other head (same inputs, same
+metrics, same run.json), with c1/c2 chosen on validation.
+
+With ``--text`` the cached word vectors add KMeans cluster ids as features (``--set
+clusters=100,500``); without it the tagger sees classic word features only.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from featurize.build import library_versions, peak_memory_mib
+from featurize.errors import ConfigError
+from heads.crf_suite import CrfSuiteConfig, CrfSuiteTagger
+from heads.data import SplitData, load_split
+from heads.inputs import EntryIndex, InputSpec
+from heads.metrics import METRIC_NOTES, all_scores
+
+NAME = "crf"
+MARKER = "crfsuite.json"
+
+
+def is_crfsuite(head: str) -> bool:
+    return head == NAME
+
+
+def is_crfsuite_folder(folder: Path) -> bool:
+    return (folder / MARKER).is_file()
+
+
+def _floats(text: str, option: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.replace(";", ",").split("/") if x)
+    except ValueError:
+        raise ConfigError(f"--set {option}={text!r}: expected numbers separated by /") from None
+
+
+def config_from(options: dict[str, str], seed: int) -> CrfSuiteConfig:
+    known = {"c1", "c2", "clusters", "max_iterations"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) {', '.join(unknown)} for crf; it takes: {', '.join(sorted(known))}"
+        )
+    config = CrfSuiteConfig(seed=seed)
+    if "c1" in options:
+        config.c1_grid = _floats(options["c1"], "c1")
+    if "c2" in options:
+        config.c2_grid = _floats(options["c2"], "c2")
+    if "clusters" in options:
+        try:
+            config.clusters = tuple(int(x) for x in options["clusters"].split("/") if x)
+        except ValueError:
+            raise ConfigError(
+                f"--set clusters={options['clusters']!r}: expected integers separated by /"
+            ) from None
+    if "max_iterations" in options:
+        config.max_iterations = int(options["max_iterations"])
+    return config
+
+
+def _vectors(data: SplitData) -> list | None:
+    if data.features is None or data.offsets is None:
+        return None
+    return [data.features[data.offsets[i] : data.offsets[i + 1]] for i in range(len(data))]
+
+
+def run_crfsuite(
+    inputs: InputSpec,
+    options: dict[str, str],
+    seed: int,
+    cache_root: Path,
+    out: Path | None,
+    console: Console,
+) -> dict[str, object]:
+    started = time.perf_counter()
+    config = config_from(options, seed)
+    if inputs.text and not config.clusters:
+        config.clusters = (100, 500)
+    if not inputs.text:
+        config.clusters = ()
+    if inputs.vision:
+        raise ConfigError("the crf head reads text only: drop --vision")
+    index = EntryIndex(cache_root)
+    data = {s: load_split(index, inputs, s) for s in ("train", "dev", "test")}
+    tagger = CrfSuiteTagger(config)
+    grid = len(config.c1_grid) * len(config.c2_grid)
+    with Progress(
+        TextColumn("crfsuite c1/c2 grid"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task("grid", total=grid)
+        chosen = tagger.fit(
+            data["train"].words,
+            data["train"].tags,
+            data["dev"].words,
+            data["dev"].tags,
+            _vectors(data["train"]),
+            _vectors(data["dev"]),
+            progress=lambda *_: bar.advance(task),
+        )
+    train_seconds = time.perf_counter() - started
+    scores = {
+        s: all_scores(data[s].tags, tagger.predict(data[s].words, _vectors(data[s]))) for s in ("dev", "test")
+    }
+    record = {
+        "head": NAME,
+        "modality": "text",
+        "inputs": inputs.describe(),
+        "hyper": {
+            "c1": chosen["c1"],
+            "c2": chosen["c2"],
+            "clusters": list(config.clusters),
+            "max_iterations": config.max_iterations,
+        },
+        "grid": chosen["grid"],
+        "seed": seed,
+        "best_epoch": None,
+        "epochs_run": None,
+        "history": [],
+        "metrics": scores,
+        "metric_notes": METRIC_NOTES,
+        "train_seconds": train_seconds,
+        "wall_seconds": time.perf_counter() - started,
+        "peak_memory_mib": peak_memory_mib(),
+        "entries": {s: d.entries for s, d in data.items()},
+        "library_versions": library_versions(),
+    }
+    if out is not None:
+        tagger.save(out)
+        (out / MARKER).write_text(json.dumps({"inputs": inputs.describe()}, indent=1), encoding="utf-8")
+        (out / "run.json").write_text(json.dumps(record, indent=1, ensure_ascii=False), encoding="utf-8")
+    return record
+
+
+def evaluate_crfsuite(folder: Path, cache_root: Path, splits: tuple[str, ...]) -> dict[str, dict]:
+    saved = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    inputs = InputSpec(**saved["inputs"])
+    tagger = CrfSuiteTagger.load(folder)
+    index = EntryIndex(cache_root)
+    scores = {}
+    for s in splits:
+        data = load_split(index, inputs, s)
+        scores[s] = all_scores(data.tags, tagger.predict(data.words, _vectors(data)))
+    return scores

@@ -1,0 +1,280 @@
+"""A split in memory, as heads consume it: arrays read once from HDF5, batches cut from them.
+
+Every array of a split is loaded into memory in one read per dataset (T15 train with 768-d
+features is ~230 MB), so an epoch never touches the file again; batches are padded slices of
+those arrays. Word ids, character ids and image label ids are built here from the cached
+strings with vocabularies that come from the training split and travel with the checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from featurize.cache.image_features import ImageFeatures
+from featurize.cache.text_features import TextFeatures
+from featurize.errors import CacheError, ConfigError
+from heads.inputs import EntryIndex, InputSpec, check_schema
+from heads.vocab import Vocabularies
+
+PAD = 0
+
+
+@dataclass
+class SplitData:
+    """One split of a dataset: words, tags and every cached input a head may ask for."""
+
+    name: str
+    words: list[list[str]]
+    tags: list[list[str]]
+    example_ids: list[str]
+    features: np.ndarray | None = None  # (n_words, D), concatenated over examples
+    offsets: np.ndarray | None = None  # (n_examples + 1,)
+    image: np.ndarray | None = None  # (n_examples, Dv) pooled vector, zeros where absent
+    has_image: np.ndarray | None = None  # (n_examples,) bool
+    patches: list[np.ndarray | None] | None = None  # per example (P, Dv) or None
+    label_ids: np.ndarray | None = None  # (n_examples, 5) ImageNet class id + 1, 0 where absent
+    entries: dict[str, str] = field(default_factory=dict)  # role -> cache key
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    @property
+    def text_dim(self) -> int:
+        return 0 if self.features is None else int(self.features.shape[1])
+
+    @property
+    def image_dim(self) -> int:
+        return 0 if self.image is None else int(self.image.shape[1])
+
+
+def load_split(index: EntryIndex, spec: InputSpec, split: str, need_patches: bool = False) -> SplitData:
+    """Read the text entries (several encoders are concatenated per word) and, when asked, the
+    split's image entry, aligned with the text by example id."""
+    texts: list[TextFeatures] = []
+    entries: dict[str, str] = {}
+    for encoder in spec.text_encoders:
+        info = index.text_entry(spec, encoder, split)
+        check_schema(info.meta, info.path)
+        texts.append(TextFeatures.load(info.path))
+        entries[f"text:{encoder}"] = info.key
+    if texts:
+        first = texts[0]
+        for other in texts[1:]:
+            if other.example_ids != first.example_ids or other.words != first.words:
+                raise CacheError(
+                    f"{other.path} and {first.path} hold different examples: featurize both encoders "
+                    "with the same reader options"
+                )
+        words = [first.words[first.offsets[i] : first.offsets[i + 1]] for i in range(len(first))]
+        tags = [
+            [first.label_names[c] for c in first.labels[first.offsets[i] : first.offsets[i + 1]]]
+            for i in range(len(first))
+        ]
+        features = (
+            texts[0].features if len(texts) == 1 else np.concatenate([t.features for t in texts], axis=1)
+        )
+        data = SplitData(split, words, tags, list(first.example_ids), features, first.offsets.copy())
+    else:
+        data = _words_only(index, spec, split)
+    data.entries = entries | data.entries
+    if spec.vision:
+        _attach_images(index, spec, split, data, need_patches)
+    return data
+
+
+def _words_only(index: EntryIndex, spec: InputSpec, split: str) -> SplitData:
+    """Heads with their own embeddings still read words and tags from a text entry: any one."""
+    found = [
+        e
+        for e in index.entries
+        if e.meta.get("kind") == "text"
+        and e.meta.get("dataset") == spec.dataset
+        and e.meta.get("split") == split
+    ]
+    if not found:
+        raise CacheError(
+            f"no cached text of {spec.dataset}/{split}: run `featurize {spec.dataset}` first (cache: {index.root})"
+        )
+    info = sorted(found, key=lambda e: str(e.meta.get("created")))[0]
+    check_schema(info.meta, info.path)
+    text = TextFeatures.load(info.path)
+    words = [text.words[text.offsets[i] : text.offsets[i + 1]] for i in range(len(text))]
+    tags = [
+        [text.label_names[c] for c in text.labels[text.offsets[i] : text.offsets[i + 1]]]
+        for i in range(len(text))
+    ]
+    return SplitData(split, words, tags, list(text.example_ids), entries={"words": info.key})
+
+
+def _attach_images(
+    index: EntryIndex, spec: InputSpec, split: str, data: SplitData, need_patches: bool
+) -> None:
+    n = len(data)
+    info = index.image_entry(spec, split)
+    data.has_image = np.zeros(n, dtype=bool)
+    data.label_ids = np.zeros((n, 5), dtype=np.int64)
+    if info is None:
+        if not index.any_image_entry(spec):
+            raise CacheError(
+                f"no cached {spec.vision} image features for {spec.dataset}: run "
+                f"`featurize {spec.dataset} --vision {spec.vision} --images DIR` first (cache: {index.root})"
+            )
+        data.image = None  # this split had no image at all; the dimension comes from another split
+        return
+    check_schema(info.meta, info.path)
+    images = ImageFeatures.load(info.path)
+    data.entries[f"vision:{spec.vision}"] = info.key
+    position = {eid: i for i, eid in enumerate(images.example_ids)}
+    if "pooled" in images.arrays:
+        data.image = np.zeros((n, images.arrays["pooled"].shape[1]), dtype=np.float32)
+    if need_patches:
+        if "patches" not in images.arrays:
+            raise CacheError(
+                f"{info.path} holds no patch grid: run featurize with --vision {spec.vision} --patches"
+            )
+        data.patches = [None] * n
+    for i, eid in enumerate(data.example_ids):
+        j = position.get(eid)
+        if j is None:
+            continue
+        if data.image is not None:
+            vector = images.example_vector(j)
+            if vector is not None:
+                data.image[i] = vector
+                data.has_image[i] = True
+        if "top5_ids" in images.arrays:
+            for image in images.images_of(j):
+                ids = images.rows("top5_ids", image)
+                if len(ids):
+                    data.label_ids[i] = ids[0][:5] + 1
+                    data.has_image[i] = True
+                    break
+        if need_patches and data.patches is not None:
+            grids = [images.rows("patches", k) for k in images.images_of(j)]
+            grids = [g for g in grids if len(g)]
+            if grids:
+                data.patches[i] = grids[0]
+
+
+def fill_missing_image_dims(splits: list[SplitData], width: int | None = None) -> None:
+    """A split without any image found still needs zero vectors of the model's width."""
+    dims = {s.image_dim for s in splits if s.image is not None}
+    if len(dims) > 1:
+        raise CacheError(f"image features differ in width across splits: {sorted(dims)}")
+    width = width or (dims.pop() if dims else None)
+    for s in splits:
+        if s.has_image is not None and s.image is None and width:
+            s.image = np.zeros((len(s), width), dtype=np.float32)
+
+
+@dataclass
+class Batch:
+    index: list[int]
+    mask: Tensor  # (B, T) bool
+    tags: Tensor  # (B, T) long, 0 where padded
+    text: Tensor | None = None  # (B, T, D)
+    word_ids: Tensor | None = None  # (B, T)
+    char_ids: Tensor | None = None  # (B, T, C)
+    image: Tensor | None = None  # (B, Dv)
+    has_image: Tensor | None = None  # (B,) bool
+    patches: Tensor | None = None  # (B, P, Dv), zeros where absent
+    label_ids: Tensor | None = None  # (B, 5)
+
+    @property
+    def lengths(self) -> Tensor:
+        return self.mask.sum(1)
+
+
+class Batcher:
+    """Cuts padded batches out of a SplitData; what it includes is what the head needs."""
+
+    def __init__(
+        self,
+        data: SplitData,
+        tag_names: list[str],
+        vocab: Vocabularies | None = None,
+        needs: frozenset[str] = frozenset({"text"}),
+    ) -> None:
+        self.data = data
+        self.needs = needs
+        code = {t: i for i, t in enumerate(tag_names)}
+        unknown = sorted({t for seq in data.tags for t in seq} - set(code))
+        if unknown:
+            raise ConfigError(
+                f"{data.name} has tags the model does not know: {', '.join(unknown)} (labels: {', '.join(tag_names)})"
+            )
+        self.tags = [np.array([code[t] for t in seq], dtype=np.int64) for seq in data.tags]
+        self.word_ids = [vocab.word_ids(seq) for seq in data.words] if vocab and "word_ids" in needs else None
+        self.char_ids = [vocab.char_ids(seq) for seq in data.words] if vocab and "char_ids" in needs else None
+        if "text" in needs and data.features is None:
+            raise ConfigError("this head needs cached text features (--text)")
+        if ("image" in needs or "patches" in needs) and data.image is None:
+            raise ConfigError("this head needs image features (--vision)")
+        if "label_ids" in needs and data.label_ids is None:
+            raise ConfigError("this head needs image label words (--vision labels)")
+
+    def batches(self, batch_size: int, generator: torch.Generator | None = None) -> Iterator[Batch]:
+        """Shuffled batches when a generator is given (training), else in length order (fast
+        evaluation, fewer padded steps); ``Batch.index`` says which examples a batch holds."""
+        n = len(self.data)
+        if generator is not None:
+            order = torch.randperm(n, generator=generator).tolist()
+        else:
+            order = sorted(range(n), key=lambda i: len(self.tags[i]))
+        for start in range(0, n, batch_size):
+            yield self.collate(order[start : start + batch_size])
+
+    def collate(self, index: list[int]) -> Batch:
+        lengths = [len(self.tags[i]) for i in index]
+        b, t = len(index), max(lengths)
+        mask = torch.zeros(b, t, dtype=torch.bool)
+        tags = torch.zeros(b, t, dtype=torch.long)
+        for r, i in enumerate(index):
+            mask[r, : lengths[r]] = True
+            tags[r, : lengths[r]] = torch.from_numpy(self.tags[i])
+        batch = Batch(index=index, mask=mask, tags=tags)
+        d = self.data
+        if "text" in self.needs and d.features is not None and d.offsets is not None:
+            text = torch.zeros(b, t, d.features.shape[1])
+            for r, i in enumerate(index):
+                text[r, : lengths[r]] = torch.from_numpy(d.features[d.offsets[i] : d.offsets[i + 1]])
+            batch.text = text
+        if self.word_ids is not None:
+            ids = torch.full((b, t), PAD, dtype=torch.long)
+            for r, i in enumerate(index):
+                ids[r, : lengths[r]] = torch.from_numpy(self.word_ids[i])
+            batch.word_ids = ids
+        if self.char_ids is not None:
+            width = max(self.char_ids[i].shape[1] for i in index)
+            chars = torch.full((b, t, width), PAD, dtype=torch.long)
+            for r, i in enumerate(index):
+                c = self.char_ids[i]
+                chars[r, : c.shape[0], : c.shape[1]] = torch.from_numpy(c)
+            batch.char_ids = chars
+        if (
+            ("image" in self.needs or "patches" in self.needs)
+            and d.image is not None
+            and d.has_image is not None
+        ):
+            batch.image = torch.from_numpy(d.image[index])
+            batch.has_image = torch.from_numpy(d.has_image[index])
+        if "patches" in self.needs:
+            grids = [d.patches[i] if d.patches is not None else None for i in index]
+            shape = next((g.shape for g in grids if g is not None), None)
+            if shape is None:  # no image in this batch: one zero patch, masked by has_image
+                width = d.image.shape[1] if d.image is not None else 1
+                batch.patches = torch.zeros(b, 1, width)
+            else:
+                patches = torch.zeros(b, *shape)
+                for r, g in enumerate(grids):
+                    if g is not None:
+                        patches[r] = torch.from_numpy(g)
+                batch.patches = patches
+        if "label_ids" in self.needs and d.label_ids is not None:
+            batch.label_ids = torch.from_numpy(d.label_ids[index])
+        return batch

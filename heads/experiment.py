@@ -1,0 +1,161 @@
+"""One run: read the splits from the cache, build the head, train on train, choose on dev,
+score dev and test, save the model and a JSON record of everything.
+
+The record (``run.json``) holds the metrics of every split, the full config, the seed, the
+epochs, the learning curve, wall time and peak memory: what the benchmark grid aggregates.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+import heads.models  # noqa: F401  (registers the heads)
+from featurize.build import library_versions, peak_memory_mib
+from featurize.errors import ConfigError
+from heads import checkpoint
+from heads.data import Batcher, SplitData, fill_missing_image_dims, load_split
+from heads.inputs import EntryIndex, InputSpec
+from heads.metrics import METRIC_NOTES
+from heads.tagger import HEADS, Dims, Tagger, hyper_from
+from heads.train import TrainConfig, config_json, evaluate, seed_everything, train
+from heads.vocab import Vocabularies
+
+SPLITS = ("train", "dev", "test")
+
+
+@dataclass
+class RunSpec:
+    head: str
+    inputs: InputSpec
+    modality: str | None = None  # None: the head's first (its full) modality
+    options: dict[str, str] = field(default_factory=dict)  # head hyperparameters, as --set k=v
+    train: TrainConfig = field(default_factory=TrainConfig)
+    stem: str | None = None  # Snowball language for heads with their own word embeddings
+    min_count: int = 1
+
+
+def tag_order(splits: list[SplitData]) -> list[str]:
+    """Every tag of every split, O first, then by type and B before I (stable across runs)."""
+    tags = {t for s in splits for seq in s.tags for t in seq} | {"O"}
+    return sorted(tags, key=lambda t: (t != "O", t[2:], t[:1]))
+
+
+def input_identity(index: EntryIndex, data: SplitData) -> dict[str, dict[str, object]]:
+    """The encoder settings behind each cached input, so prediction featurizes new text alike."""
+    wanted = (
+        "encoder",
+        "weights",
+        "layers",
+        "pooling",
+        "max_length",
+        "stride",
+        "precision",
+        "context",
+        "vision_encoder",
+    )
+    by_key = {e.key: e.meta for e in index.entries}
+    return {
+        role: {k: by_key[key].get(k) for k in wanted if k in by_key.get(key, {})}
+        for role, key in data.entries.items()
+    }
+
+
+def prepare(spec: RunSpec, cache_root: Path, splits: tuple[str, ...] = SPLITS):
+    """Load the splits and build an untrained head; returns (model, batchers, splits, vocab)."""
+    cls = HEADS.get(spec.head)
+    hyper = hyper_from(cls.Hyper, dict(spec.options))
+    modality = spec.modality or cls.modalities[0]
+    if modality not in cls.modalities:
+        raise ConfigError(f"head {spec.head} takes --modality {', '.join(cls.modalities)}, not {modality!r}")
+    inputs = spec.inputs
+    needs = cls.needs(hyper, modality, bool(inputs.text))
+    if ("image" in needs or "patches" in needs or "label_ids" in needs) and not inputs.vision:
+        raise ConfigError(f"head {spec.head} with --modality {modality} needs image features: add --vision")
+    if "text" in needs and not inputs.text:
+        raise ConfigError(
+            f"head {spec.head} with --modality {modality} needs cached text features: add --text"
+        )
+    if not ({"image", "patches", "label_ids"} & needs):
+        inputs = InputSpec(**(inputs.describe() | {"vision": None}))  # a text-only variant ignores images
+    index = EntryIndex(cache_root)
+    data = {s: load_split(index, inputs, s, need_patches="patches" in needs) for s in splits}
+    if inputs.vision:
+        fill_missing_image_dims(list(data.values()))
+    vocab = None
+    if needs & {"word_ids", "char_ids"}:
+        vocab = Vocabularies.build(data["train"].words, stem=spec.stem, min_count=spec.min_count)
+    tags = tag_order(list(data.values()))
+    first = data["train"]
+    dims = Dims(
+        text=first.text_dim,
+        image=first.image_dim if first.image is not None else 0,
+        words=len(vocab.words) if vocab else 0,
+        chars=len(vocab.chars) if vocab else 0,
+    )
+    seed_everything(spec.train.seed)  # the initial weights depend on the seed alone
+    model = cls(tags, dims, hyper, modality)
+    batchers = {s: Batcher(d, tags, vocab, needs) for s, d in data.items()}
+    return model, batchers, data, vocab, index, inputs
+
+
+def run(spec: RunSpec, cache_root: Path, out: Path | None, on_epoch=None) -> dict[str, object]:
+    started = time.perf_counter()
+    model, batchers, data, vocab, index, inputs = prepare(spec, cache_root)
+    result = train(model, batchers["train"], batchers["dev"], spec.train, on_epoch)
+    scores = {s: evaluate(model, b) for s, b in batchers.items() if s != "train"}
+    record = {
+        "head": spec.head,
+        "modality": model.modality,
+        "inputs": inputs.describe(),
+        "hyper": asdict(model.hyper),
+        "train_config": config_json(spec.train),
+        "seed": spec.train.seed,
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "stopped_early": result.stopped_early,
+        "history": result.history,
+        "metrics": scores,
+        "metric_notes": METRIC_NOTES,
+        "train_seconds": result.seconds,
+        "wall_seconds": time.perf_counter() - started,
+        "peak_memory_mib": peak_memory_mib(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "entries": {s: d.entries for s, d in data.items()},
+        "machine": {"platform": platform.platform(), "torch_threads": torch.get_num_threads()},
+        "library_versions": library_versions(),
+    }
+    if out is not None:
+        config = {
+            "inputs": inputs.describe(),
+            "input_identity": input_identity(index, data["train"]),
+            "entries": record["entries"],
+            "train_config": record["train_config"],
+            "vocab": vocab.to_json() if vocab else None,
+        }
+        checkpoint.save(out, model, config)
+        (out / "run.json").write_text(json.dumps(record, indent=1, ensure_ascii=False), encoding="utf-8")
+    return record
+
+
+def evaluate_saved(folder: Path, cache_root: Path, splits: tuple[str, ...]) -> tuple[Tagger, dict[str, dict]]:
+    """Score a saved head on cached splits of its dataset (or another dataset with the same inputs)."""
+    model, config = checkpoint.load(folder)
+    inputs = InputSpec(**config["inputs"])  # type: ignore[arg-type]
+    cls = type(model)
+    needs = cls.needs(model.hyper, model.modality, bool(inputs.text))
+    index = EntryIndex(cache_root)
+    data = {s: load_split(index, inputs, s, need_patches="patches" in needs) for s in splits}
+    if inputs.vision:
+        fill_missing_image_dims(list(data.values()), model.dims.image or None)
+    vocab = checkpoint.vocabularies(config)
+    scores = {}
+    for s, d in data.items():
+        checkpoint.check_dims(config, d.text_dim, d.image_dim)
+        scores[s] = evaluate(model, Batcher(d, model.tags, vocab, needs))
+    return model, scores

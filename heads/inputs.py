@@ -1,0 +1,150 @@
+"""Which cache entries a head reads, found by what they hold rather than by file name.
+
+A head names its inputs the way a user does (``--text mpnet --vision vit --context captions``);
+this module finds the matching published entries of each split by their metadata, so heads
+never recompute a key, never load a dataset file and never load an encoder. Several text
+encoders joined with ``+`` (``minilm+mpnet``) are read side by side and concatenated per word.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from featurize.cache.schema import SCHEMA_VERSION, read_attrs
+from featurize.cache.store import FeatureStore, open_entry
+from featurize.errors import CacheError, ConfigError
+
+CONTEXTS = ("none", "captions", "labels")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a head reads. ``text`` may be None for heads that learn their own word embeddings;
+    ``pooling``/``layers`` pick among entries of one encoder featurized several ways."""
+
+    dataset: str
+    text: str | None = "minilm"
+    vision: str | None = None
+    context: str = "none"
+    pooling: str | None = None
+    layers: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.context not in CONTEXTS:
+            raise ConfigError(f"--context must be one of {', '.join(CONTEXTS)}, not {self.context!r}")
+        if self.context != "none" and not self.text:
+            raise ConfigError("--context needs a text encoder (--text)")
+
+    @property
+    def text_encoders(self) -> list[str]:
+        return [t for t in (self.text or "").split("+") if t]
+
+    def describe(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def layers_label(layers: object) -> str:
+    """``[-4, -3, -2, -1]`` -> ``last4``, as the featurize command line writes it."""
+    if isinstance(layers, list) and layers == list(range(-len(layers), 0)):
+        return "last" if len(layers) == 1 else f"last{len(layers)}"
+    return ",".join(str(n) for n in layers) if isinstance(layers, list) else str(layers)
+
+
+@dataclass
+class EntryInfo:
+    path: Path
+    meta: dict[str, object]
+
+    @property
+    def key(self) -> str:
+        return str(self.meta.get("key"))
+
+
+class EntryIndex:
+    """The metadata of every published entry in a cache, read once (attributes only)."""
+
+    def __init__(self, cache_root: Path) -> None:
+        self.root = cache_root
+        self.entries: list[EntryInfo] = []
+        for path in FeatureStore(cache_root).entries():
+            try:
+                with open_entry(path) as handle:
+                    self.entries.append(EntryInfo(path, read_attrs(handle)))
+            except (CacheError, OSError):
+                continue  # another schema version or a damaged file: never a candidate
+
+    def _hint(self, spec: InputSpec, what: str) -> str:
+        vision = f" --vision {spec.vision}" if what == "vision" else ""
+        text = f" --text {spec.text}" if what == "text" else ""
+        ctx = f" --context {spec.context}" if spec.context != "none" and what == "text" else ""
+        return f"run `featurize {spec.dataset}{text}{vision}{ctx}` first (cache: {self.root})"
+
+    def text_entry(self, spec: InputSpec, encoder: str, split: str) -> EntryInfo:
+        found = [
+            e
+            for e in self.entries
+            if e.meta.get("kind") == "text"
+            and e.meta.get("dataset") == spec.dataset
+            and e.meta.get("split") == split
+            and e.meta.get("encoder") == encoder
+            and e.meta.get("context", "none") == spec.context
+            and (spec.pooling is None or e.meta.get("pooling") == spec.pooling)
+            and (spec.layers is None or layers_label(e.meta.get("layers")) == spec.layers)
+        ]
+        ctx = f" with --context {spec.context}" if spec.context != "none" else ""
+        if not found:
+            raise CacheError(
+                f"no cached {encoder} features{ctx} for {spec.dataset}/{split}: "
+                + self._hint(InputSpec(spec.dataset, encoder, context=spec.context), "text")
+            )
+        if len(found) > 1:
+            choices = "; ".join(
+                f"{e.path.name}: pooling={e.meta.get('pooling')} layers={layers_label(e.meta.get('layers'))} "
+                f"precision={e.meta.get('precision')} images={_images_option(e.meta)}"
+                for e in found
+            )
+            raise ConfigError(
+                f"{len(found)} cached {encoder} entries{ctx} fit {spec.dataset}/{split}; choose with "
+                f"--pooling/--layers, or remove the others with `featurize rm`: {choices}"
+            )
+        return found[0]
+
+    def image_entry(self, spec: InputSpec, split: str) -> EntryInfo | None:
+        """The split's image entry, or None when no image of the split was found at featurize time."""
+        assert spec.vision
+        found = [
+            e
+            for e in self.entries
+            if e.meta.get("kind") == "image"
+            and e.meta.get("dataset") == spec.dataset
+            and e.meta.get("split") == split
+            and e.meta.get("encoder") == spec.vision
+        ]
+        if len(found) > 1:
+            raise ConfigError(
+                f"{len(found)} cached {spec.vision} image entries fit {spec.dataset}/{split}: "
+                + ", ".join(e.path.name for e in found)
+                + "; remove the stale ones with `featurize rm`"
+            )
+        return found[0] if found else None
+
+    def any_image_entry(self, spec: InputSpec) -> bool:
+        return any(
+            e.meta.get("kind") == "image"
+            and e.meta.get("dataset") == spec.dataset
+            and e.meta.get("encoder") == spec.vision
+            for e in self.entries
+        )
+
+
+def _images_option(meta: dict[str, object]) -> str:
+    options = meta.get("reader_options")
+    return str(options.get("images")) if isinstance(options, dict) else "?"
+
+
+def check_schema(meta: dict[str, object], path: Path) -> None:
+    if meta.get("schema_version") != SCHEMA_VERSION:
+        raise CacheError(
+            f"{path}: cache schema {meta.get('schema_version')}, this toolkit reads {SCHEMA_VERSION}"
+        )
