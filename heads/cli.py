@@ -171,7 +171,9 @@ def train(
     stem: Annotated[
         str | None, typer.Option("--stem", help="Stem words for trainable embeddings: english, german.")
     ] = None,
-    threads: Annotated[int, typer.Option("--threads", help="torch threads (0: torch's default).")] = 0,
+    threads: Annotated[
+        int, typer.Option("--threads", help="torch threads; 1 is fastest here for these small recurrent steps (0: torch's default).")
+    ] = 1,
     run_dir: Annotated[Path | None, typer.Option("--out", help="Where the model and run.json go.")] = None,
     cache: CacheDir = None,
 ) -> None:

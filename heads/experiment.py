@@ -83,6 +83,8 @@ def prepare(spec: RunSpec, cache_root: Path, splits: tuple[str, ...] = SPLITS):
         )
     if not ({"image", "patches", "label_ids"} & needs):
         inputs = InputSpec(**(inputs.describe() | {"vision": None}))  # a text-only variant ignores images
+    if "text" not in needs and inputs.context == "none":
+        inputs = InputSpec(**(inputs.describe() | {"text": None}))  # heads with their own embeddings
     index = EntryIndex(cache_root)
     data = {s: load_split(index, inputs, s, need_patches="patches" in needs) for s in splits}
     if inputs.vision:

@@ -1,3 +1,3 @@
 """Every torch head: importing this package registers them (a new head is a file plus a line here)."""
 
-from heads.models import bilstm_crf, linear  # noqa: F401
+from heads.models import bilstm, bilstm_crf, cross_attention, cwi, linear, msb, partial  # noqa: F401
