@@ -172,7 +172,11 @@ def train(
         str | None, typer.Option("--stem", help="Stem words for trainable embeddings: english, german.")
     ] = None,
     threads: Annotated[
-        int, typer.Option("--threads", help="torch threads; 1 is fastest here for these small recurrent steps (0: torch's default).")
+        int,
+        typer.Option(
+            "--threads",
+            help="torch threads; 1 is fastest here for these small recurrent steps (0: torch's default).",
+        ),
     ] = 1,
     run_dir: Annotated[Path | None, typer.Option("--out", help="Where the model and run.json go.")] = None,
     cache: CacheDir = None,
@@ -250,6 +254,37 @@ def evaluate(
     if output:
         output.write_text(json.dumps(scores, indent=1), encoding="utf-8")
         out.print(f"saved {output}")
+
+
+@app.command()
+def report(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders (or folders of them) holding run.json.")],
+    output: Annotated[Path, typer.Option("--out", help="Folder for the report (.md and .json).")] = Path(
+        "runs/reports"
+    ),
+) -> None:
+    """Mean ± std over seeds per configuration, sorted by dev entity F1 (test is only reported)."""
+    import shlex
+    import sys
+
+    from bench.report import Report
+    from heads.report import load_records, summarise
+
+    rows = summarise(load_records(runs))
+    columns = list(rows[0])
+    table = Report(
+        "Heads on cached features (mean ± std over seeds)",
+        columns,
+        rows,
+        command="heads " + shlex.join(sys.argv[1:]),
+    )
+    table.notes.append(
+        "entity F1: seqeval default (conlleval-compatible) micro F1, the headline; token macro F1: the thesis's "
+        "metric (macro F1 over BIO tags per word). Rows sorted by dev entity F1; choose on dev, report test."
+    )
+    out.print(table.markdown())
+    md, _ = table.save(output, "heads")
+    out.print(f"saved {md} (and .json)")
 
 
 @app.command("list")

@@ -98,6 +98,10 @@ class EntryIndex:
                 f"no cached {encoder} features{ctx} for {spec.dataset}/{split}: "
                 + self._hint(InputSpec(spec.dataset, encoder, context=spec.context), "text")
             )
+        if len(found) > 1 and spec.pooling is None and spec.layers is None:
+            # What `featurize <dataset> --text <encoder>` writes with its defaults wins a tie.
+            default = [e for e in found if _is_featurize_default(e.meta)]
+            found = default if len(default) == 1 else found
         if len(found) > 1:
             choices = "; ".join(
                 f"{e.path.name}: pooling={e.meta.get('pooling')} layers={layers_label(e.meta.get('layers'))} "
@@ -136,6 +140,13 @@ class EntryIndex:
             and e.meta.get("encoder") == spec.vision
             for e in self.entries
         )
+
+
+def _is_featurize_default(meta: dict[str, object]) -> bool:
+    """featurize's defaults: the last four layers, and pooling ``auto`` (mean for the decoder,
+    first subword for the BERT family)."""
+    default_pooling = "mean" if str(meta.get("encoder", "")).startswith("llama") else "first"
+    return layers_label(meta.get("layers")) == "last4" and meta.get("pooling") == default_pooling
 
 
 def _images_option(meta: dict[str, object]) -> str:

@@ -47,7 +47,9 @@ class TrainConfig:
     scheduler: str = "plateau"  # plateau (factor 0.5, patience 2), cosine (warm restarts T0=5, Tmult=2, eta_min=1e-6), none
     class_weights: bool = False  # W_c = N / (m * freq_c) on the cross-entropy of softmax heads
     select: str = "entity_f1"  # validation metric for early stopping and model choice
-    threads: int = 1  # torch threads; 1 measured fastest for these small recurrent steps (README); 0: torch's default
+    threads: int = (
+        1  # torch threads; 1 measured fastest for these small recurrent steps (README); 0: torch's default
+    )
 
     def __post_init__(self) -> None:
         if self.lr_preset not in LR_PRESETS:

@@ -41,18 +41,15 @@ class CharCNN(nn.Module):
     ) -> None:
         super().__init__()
         self.embedding = nn.Embedding(n_chars, embedding, padding_idx=0)
-        blocks, width = [], embedding
+        convs, posts, width = [], [], embedding
         for kernel, n in zip((2, 3, 4), filters):
-            blocks.append(
-                nn.Sequential(
-                    nn.Conv1d(width, n, kernel, padding="same"),
-                    nn.GroupNorm(4, n),
-                    SineReLU(),
-                    nn.Dropout(dropout),
-                )
-            )
+            # padding k // 2 on both sides, cropped back to the word's length in forward: the
+            # even kernels (2, 4) have no symmetric "same" padding.
+            convs.append(nn.Conv1d(width, n, kernel, padding=kernel // 2))
+            posts.append(nn.Sequential(nn.GroupNorm(4, n), SineReLU(), nn.Dropout(dropout)))
             width = n
-        self.blocks = nn.ModuleList(blocks)
+        self.convs = nn.ModuleList(convs)
+        self.posts = nn.ModuleList(posts)
         self.size_out = sum(filters)
 
     def forward(self, chars: Tensor) -> Tensor:
@@ -62,8 +59,8 @@ class CharCNN(nn.Module):
         pad = (flat == 0).unsqueeze(1)
         x = self.embedding(flat).transpose(1, 2)  # (B*T, E, C)
         pooled = []
-        for block in self.blocks:
-            x = block(x)
+        for conv, post in zip(self.convs, self.posts):
+            x = post(conv(x)[..., :c])
             pooled.append(x.masked_fill(pad, -1e4).max(dim=2).values)
         out = torch.cat(pooled, dim=1)
         out = out.masked_fill(pad.all(dim=2), 0.0)  # padded words (no characters) are zeros

@@ -1,0 +1,85 @@
+"""Aggregate run records (``run.json``) into mean ± std over seeds, one row per configuration.
+
+Rows are keyed by everything but the seed, sorted by mean validation entity F1 (the choice is
+made on dev; test is only reported). Uses the benchmark's report format (bench/report.py) so
+heads and bench tables read alike.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from featurize.errors import ConfigError
+
+
+def load_records(paths: list[Path]) -> list[dict]:
+    records = []
+    for path in paths:
+        files = sorted(path.rglob("run.json")) if path.is_dir() else [path]
+        for file in files:
+            try:
+                records.append(json.loads(file.read_text(encoding="utf-8")))
+            except (OSError, json.JSONDecodeError) as err:
+                raise ConfigError(f"{file}: not a readable run record ({err})") from None
+    if not records:
+        raise ConfigError(f"no run.json under {', '.join(str(p) for p in paths)}")
+    return records
+
+
+def config_label(record: dict) -> tuple[str, str, str, str, str, str]:
+    inputs = record["inputs"]
+    text = inputs.get("text") or "word ids"
+    if inputs.get("pooling"):
+        text += f" ({inputs['pooling']})"
+    return (
+        str(inputs["dataset"]),
+        str(record["head"]),
+        str(record.get("modality", "text")),
+        text,
+        str(inputs.get("context", "none")),
+        str(inputs.get("vision") or "-"),
+    )
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    mean = statistics.fmean(values)
+    return mean, statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarise(records: list[dict]) -> list[dict[str, object]]:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in records:
+        groups[config_label(r)].append(r)
+    rows = []
+    for label, runs in groups.items():
+        runs.sort(key=lambda r: r["seed"])
+
+        def metric(split: str, name: str, runs: list[dict] = runs) -> tuple[float, float]:
+            return _mean_std([100 * float(r["metrics"][split][name]) for r in runs])
+
+        dev_f1, dev_std = metric("dev", "entity_f1")
+        test_f1, test_std = metric("test", "entity_f1")
+        tok, tok_std = metric("test", "token_macro_f1")
+        rows.append(
+            {
+                "dataset": label[0],
+                "head": label[1],
+                "modality": label[2],
+                "text": label[3],
+                "context": label[4],
+                "vision": label[5],
+                "seeds": ",".join(str(r["seed"]) for r in runs),
+                "dev entity F1": f"{dev_f1:.2f} ± {dev_std:.2f}",
+                "test entity F1": f"{test_f1:.2f} ± {test_std:.2f}",
+                "test token macro F1": f"{tok:.2f} ± {tok_std:.2f}",
+                "train s": f"{statistics.fmean(r['train_seconds'] for r in runs):.0f}",
+                "_dev": dev_f1,
+            }
+        )
+    rows.sort(key=lambda row: (row["dataset"], -float(row["_dev"])))  # type: ignore[arg-type]
+    for row in rows:
+        del row["_dev"]
+    return rows
