@@ -35,7 +35,7 @@ def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
             if not item.strip():
                 continue
             if "=" not in item:
-                raise typer.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint=option)
+                raise ConfigError(f"{option}: expected NAME=VALUE, got {item!r}")
             name, _, val = item.partition("=")
             pairs[name.strip()] = val.strip()
     return pairs
@@ -254,6 +254,80 @@ def evaluate(
     if output:
         output.write_text(json.dumps(scores, indent=1), encoding="utf-8")
         out.print(f"saved {output}")
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Option("--model", help="A run folder written by `heads train`.")],
+    text: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--text", help="A text to tag (repeatable); split into words as the training tweets were."
+        ),
+    ] = None,
+    input_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            help="A file of inputs: one text per line; JSONL, one object per line with text (a string or a "
+            "list of words) and optional image (a path) and caption; or a CoNLL/UMT file.",
+        ),
+    ] = None,
+    image: Annotated[Path | None, typer.Option("--image", help="The image of the --text inputs.")] = None,
+    caption: Annotated[
+        str | None,
+        typer.Option(
+            "--caption", help="The caption of the --text inputs (heads trained with --context captions)."
+        ),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="json (one object per line) or conll.")] = "json",
+    input_format: Annotated[
+        str, typer.Option("--input-format", help="auto, text, jsonl, conll or umt.")
+    ] = "auto",
+    tokenizer: Annotated[
+        str,
+        typer.Option(
+            "--tokenizer",
+            help="How raw text becomes words: tweet (#tag, @user kept), split ('#', 'tag'), or auto (the head's dataset: split for t17).",
+        ),
+    ] = "auto",
+    images: Annotated[
+        Path | None, typer.Option("--images", help="Folder to find the image ids of an --input file in.")
+    ] = None,
+    image_map: Annotated[
+        Path | None,
+        typer.Option("--image-map", help="<image id><TAB><path under --images>, as in featurize."),
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="Encoders on auto, cpu or cuda.")] = "auto",
+    cache: CacheDir = None,
+) -> None:
+    """Tag new text (and images): run the encoders the head was trained on, print entities."""
+    import sys
+
+    from rich.console import Console
+
+    from heads.predict import OUTPUT_FORMATS, Predictor, collect_inputs, format_predictions
+
+    if fmt not in OUTPUT_FORMATS:
+        raise ConfigError(f"--format {fmt!r}: choose one of {', '.join(OUTPUT_FORMATS)}")
+    err = Console(stderr=True)
+
+    def note(message: str) -> None:
+        err.print(f"note: {message}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+
+    predictor = Predictor(model, cache_dir(cache), device, note)
+    inputs = collect_inputs(
+        text,
+        input_file,
+        image,
+        caption,
+        predictor.tokenizer_style(tokenizer),
+        input_format,
+        images,
+        image_map,
+        note,
+    )
+    sys.stdout.write(format_predictions(predictor.predict(inputs), fmt))
 
 
 @app.command()

@@ -690,8 +690,7 @@ class Predictor:
                     f'give each input a caption (--caption TEXT, or "caption" in a JSONL --input); missing for {shown}'
                 )
             return [item.caption for item in inputs]
-        assert label_words is not None
-        return label_words
+        return label_words if label_words is not None else [None] * len(inputs)  # no image: no label words
 
     def text_features(
         self, inputs: Sequence[PredictInput], label_words: list[str | None] | None = None
@@ -745,27 +744,33 @@ class Predictor:
         return out
 
     # -- prediction ----------------------------------------------------------------------
-    def predict(self, inputs: Sequence[PredictInput]) -> list[Prediction]:
+    def predict(self, inputs: Sequence[PredictInput], chunk_size: int = 1024) -> list[Prediction]:
+        """Tags and entity spans of every input, in order; ``chunk_size`` inputs are featurized
+        at a time, so a large file never holds all its features at once."""
         inputs = list(inputs)
-        if not inputs:
-            return []
         for n, item in enumerate(inputs, start=1):
             if not item.words or any(not w for w in item.words):
                 raise ConfigError(
                     f"input {item.id or n}: {'no words' if not item.words else 'an empty word'}"
                 )
+        if "text" in self.needs:
+            self._contexts(inputs, [None] * len(inputs))  # a missing caption fails before any model loads
         with_images = sum(bool(item.images) for item in inputs)
-        if self.reads_images:
-            images = self.image_features(inputs)
-            if with_images < len(inputs):
-                self.note(
-                    f"{len(inputs) - with_images} of {len(inputs)} input(s) have no image: read as text-only "
-                    "(zero image features), as training read tweets whose image was missing"
-                )
-        else:
-            images = {}
-            if with_images:
-                self.note(f"{self.describe()} reads no image: the image(s) given are not used")
+        if self.reads_images and with_images < len(inputs):
+            what = "zero image features" if self.needs & IMAGE_NEEDS else "no label words"
+            self.note(
+                f"{len(inputs) - with_images} of {len(inputs)} input(s) have no image: read as text-only "
+                f"({what}), as training read tweets whose image was missing"
+            )
+        if not self.reads_images and with_images:
+            self.note(f"{self.describe()} reads no image: the image(s) given are not used")
+        out: list[Prediction] = []
+        for begin in range(0, len(inputs), chunk_size):
+            out += self._predict_chunk(inputs[begin : begin + chunk_size])
+        return out
+
+    def _predict_chunk(self, inputs: list[PredictInput]) -> list[Prediction]:
+        images = self.image_features(inputs) if self.reads_images else {}
         features = None
         if "text" in self.needs:
             features = self.text_features(inputs, images.get("label_words"))
