@@ -51,6 +51,7 @@ def input_identity(index: EntryIndex, data: SplitData) -> dict[str, dict[str, ob
     wanted = (
         "encoder",
         "weights",
+        "weights_format",
         "layers",
         "pooling",
         "max_length",
