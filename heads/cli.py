@@ -153,7 +153,7 @@ def train(
     epochs: Annotated[int, typer.Option("--epochs", help="Most epochs.")] = 40,
     patience: Annotated[
         int, typer.Option("--patience", help="Stop after this many epochs without a better dev score.")
-    ] = 6,
+    ] = 5,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
     scheduler: Annotated[
         str, typer.Option("--scheduler", help="plateau, cosine (warm restarts T0=5, Tmult=2) or none.")
@@ -229,7 +229,12 @@ def train(
         + (f", context {context}" if context != "none" else "")
         + ")",
     )
-    out.print(f"saved {folder} (model.safetensors, config.json, run.json)")
+    files = (
+        "model.crfsuite, config.json, run.json"
+        if is_crfsuite(head)
+        else "model.safetensors, config.json, run.json"
+    )
+    out.print(f"saved {folder} ({files})")
 
 
 @app.command("eval")

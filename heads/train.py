@@ -38,7 +38,7 @@ SELECT_METRICS = ("entity_f1", "token_macro_f1")
 class TrainConfig:
     seed: int = 0
     epochs: int = 40
-    patience: int = 6  # epochs without a better validation score before stopping
+    patience: int = 5  # epochs without a better validation score before stopping
     batch_size: int = 32
     lr_preset: str = "cached"
     lr: dict[str, float] = field(default_factory=dict)  # per-component overrides
