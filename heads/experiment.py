@@ -117,7 +117,7 @@ def run(spec: RunSpec, cache_root: Path, out: Path | None, on_epoch=None) -> dic
         "modality": model.modality,
         "inputs": inputs.describe(),
         "hyper": asdict(model.hyper),
-        "train_config": config_json(spec.train),
+        "train_config": config_json(spec.train, model),
         "seed": spec.train.seed,
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,

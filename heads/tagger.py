@@ -74,6 +74,11 @@ class Tagger(nn.Module):
         """The optimiser component of a parameter, by its dotted name."""
         raise NotImplementedError
 
+    def default_learning_rates(self) -> dict[str, float]:
+        """Per-component rates this head needs beyond the preset for cached features (a word
+        embedding trained from scratch needs 10x the rate of a projection of frozen features)."""
+        return {}
+
     # -- shared ---------------------------------------------------------------------------
     def loss(self, batch: Batch, class_weights: Tensor | None = None) -> Tensor:
         scores = self.emissions(batch)

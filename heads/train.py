@@ -66,8 +66,10 @@ class TrainConfig:
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("--epochs and --batch-size must be at least 1")
 
-    def learning_rates(self) -> dict[str, float]:
-        return LR_PRESETS[self.lr_preset] | self.lr
+    def learning_rates(self, head_defaults: dict[str, float] | None = None) -> dict[str, float]:
+        """The preset, then the head's own needs (cached preset only), then the user's --lr."""
+        own = (head_defaults or {}) if self.lr_preset == "cached" else {}
+        return LR_PRESETS[self.lr_preset] | own | self.lr
 
 
 def seed_everything(seed: int) -> None:
@@ -117,11 +119,25 @@ def train(
     on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place; it ends holding the weights of its best validation epoch."""
+    threads = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)
+    try:
+        return _train(model, train_batcher, dev_batcher, config, on_epoch)
+    finally:
+        torch.set_num_threads(threads)  # a library caller keeps its own setting
+
+
+def _train(
+    model: Tagger,
+    train_batcher: Batcher,
+    dev_batcher: Batcher,
+    config: TrainConfig,
+    on_epoch: Callable[[dict[str, float]], None] | None,
+) -> TrainResult:
     seed_everything(config.seed)
     started = time.perf_counter()
-    rates = config.learning_rates()
+    rates = config.learning_rates(model.default_learning_rates())
     groups = [
         {"params": params, "lr": rates[name], "name": name}
         for name, params in model.parameter_groups().items()
@@ -195,5 +211,6 @@ def train(
     )
 
 
-def config_json(config: TrainConfig) -> dict[str, object]:
-    return asdict(config) | {"learning_rates": config.learning_rates()}
+def config_json(config: TrainConfig, model: Tagger | None = None) -> dict[str, object]:
+    own = model.default_learning_rates() if model is not None else None
+    return asdict(config) | {"learning_rates": config.learning_rates(own)}

@@ -51,6 +51,9 @@ class WordBiLSTM(Tagger):
             x = torch.cat([x, image.unsqueeze(1).expand(-1, x.shape[1], -1)], dim=-1)
         return self.out(self.drop(self.lstm(x, batch.mask)))
 
+    def default_learning_rates(self) -> dict[str, float]:
+        return {"text": 1e-2}  # the embedding is trained from scratch (measured on T17, tests/test_heads.py)
+
     def component_of(self, name: str) -> str:
         return {"embedding": "text", "image_proj": "vision", "lstm": "inner_lstm", "out": "dense"}[
             name.split(".")[0]

@@ -148,6 +148,10 @@ class CWI(Tagger):
             fused = torch.cat(parts, dim=-1)
         return self.out(self.drop(self.lstm(self.drop(fused), batch.mask)))
 
+    def default_learning_rates(self) -> dict[str, float]:
+        # Without cached features the word embedding and the character CNN learn from scratch.
+        return {} if self.dims.text else {"text": 1e-2}
+
     def component_of(self, name: str) -> str:
         return {
             "chars": "text",

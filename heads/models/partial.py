@@ -75,14 +75,14 @@ class PartialPrediction(Tagger):
         return parts
 
     def emissions(self, batch: Batch) -> Tensor:
-        return self.final(torch.cat([p.softmax(-1) for p in self.partial_logits(batch)], dim=-1))
+        return self.final(torch.cat([p.log_softmax(-1) for p in self.partial_logits(batch)], dim=-1))
 
     def loss(self, batch: Batch, class_weights: Tensor | None = None) -> Tensor:
         """The final prediction's loss plus, weighted by ``aux``, each classifier's own, so the
         a-priori predictions are predictions and not just features (the softmax between them
         and the final layer otherwise starves them of gradient early in training)."""
         parts = self.partial_logits(batch)
-        scores = self.final(torch.cat([p.softmax(-1) for p in parts], dim=-1))
+        scores = self.final(torch.cat([p.log_softmax(-1) for p in parts], dim=-1))
         if self.crf is not None:
             total = self.crf.nll(scores, batch.tags, batch.mask)
         else:
