@@ -53,18 +53,20 @@ class CharCNN(nn.Module):
         self.size_out = sum(filters)
 
     def forward(self, chars: Tensor) -> Tensor:
-        """(B, T, C) character ids -> (B, T, sum(filters))."""
+        """(B, T, C) character ids -> (B, T, sum(filters)); only real words are computed (a
+        padded batch is often half padding), padded positions come back as zeros."""
         b, t, c = chars.shape
-        flat = chars.view(b * t, c)
-        pad = (flat == 0).unsqueeze(1)
-        x = self.embedding(flat).transpose(1, 2)  # (B*T, E, C)
+        real = chars[:, :, 0] != 0  # every real word has at least one character
+        words = chars[real]  # (N, C)
+        pad = (words == 0).unsqueeze(1)
+        x = self.embedding(words).transpose(1, 2)  # (N, E, C)
         pooled = []
         for conv, post in zip(self.convs, self.posts):
             x = post(conv(x)[..., :c])
             pooled.append(x.masked_fill(pad, -1e4).max(dim=2).values)
-        out = torch.cat(pooled, dim=1)
-        out = out.masked_fill(pad.all(dim=2), 0.0)  # padded words (no characters) are zeros
-        return out.view(b, t, -1)
+        out = chars.new_zeros((b, t, self.size_out), dtype=x.dtype)
+        out[real] = torch.cat(pooled, dim=1)
+        return out
 
 
 class LabelWordsLSTM(nn.Module):
