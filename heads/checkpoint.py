@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from featurize.cache.schema import SCHEMA_VERSION
 from featurize.errors import ConfigError
+from heads.config_file import read_versioned_json
 from heads.tagger import HEADS, Dims, Tagger, hyper_from
 from heads.vocab import Vocabularies
 
@@ -61,18 +62,7 @@ def registered_name(model: Tagger) -> str:
 
 def read_config(folder: Path) -> dict[str, object]:
     path = folder / CONFIG
-    if not path.is_file():
-        raise ConfigError(f"{folder} is not a trained head: {CONFIG} is missing")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise ConfigError(f"{path}: not a {FORMAT} config")
-    if config.get("format_version") != FORMAT_VERSION:
-        raise ConfigError(
-            f"{path}: checkpoint format {config.get('format_version')}, this toolkit reads {FORMAT_VERSION}"
-        )
+    config = read_versioned_json(path, FORMAT, FORMAT_VERSION, "a trained head")
     if config.get("schema_version") != SCHEMA_VERSION:
         raise ConfigError(
             f"{path}: trained on cache schema {config.get('schema_version')}, this toolkit reads {SCHEMA_VERSION}"

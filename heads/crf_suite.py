@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from featurize.errors import ConfigError
+from heads.config_file import read_versioned_json
 
 FORMAT = "mner-crfsuite"
 FORMAT_VERSION = 1
@@ -451,18 +452,7 @@ class CrfSuiteTagger:
         """Rebuild a saved tagger; every problem is a :class:`ConfigError` naming the file."""
         folder = Path(folder)
         path = folder / CONFIG
-        if not path.is_file():
-            raise ConfigError(f"{folder} is not a saved CRFsuite tagger: {path} is missing")
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ConfigError(f"{path}: not valid JSON ({err})") from None
-        if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-            raise ConfigError(f"{path}: not a {FORMAT} config")
-        if raw.get("format_version") != FORMAT_VERSION:
-            raise ConfigError(
-                f"{path}: format version {raw.get('format_version')}, this toolkit reads {FORMAT_VERSION}"
-            )
+        raw = read_versioned_json(path, FORMAT, FORMAT_VERSION, "a saved CRFsuite tagger")
         try:
             grid = raw.get("grid") or {}
             config = CrfSuiteConfig(

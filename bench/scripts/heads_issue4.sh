@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The measurements behind the README's "Heads" tables (issue 4): every fusion head against its
-# own text-only variant on the same seeds, then the best frozen-feature configuration chosen
+# own text-only variant on the same seeds (T17; COMPARE_DATASETS="t17 t15" for both), then the best frozen-feature configuration chosen
 # on dev, three seeds each, on T17 and T15. Two runs at a time, one torch thread each (the
 # fastest use of this 2-core machine, README). Needs the caches of the README's featurize
 # commands. Usage: bash bench/scripts/heads_issue4.sh [compare|best|all] [runs folder]
@@ -12,7 +12,7 @@ heads=${HEADS:-.venv/bin/heads}
 jobs=()
 add() { jobs+=("$*"); }
 if [[ $what == compare || $what == all ]]; then
-  for d in t17 t15; do
+  for d in ${COMPARE_DATASETS:-t17}; do
     for s in 0 1 2; do
       common="--dataset $d --text minilm --seed $s --epochs 25 --patience 4"
       add "$common --head linear --vision cnn --out $runs/compare/$d-linear-cnn-s$s"
@@ -26,6 +26,10 @@ if [[ $what == compare || $what == all ]]; then
       add "$common --head msb --out $runs/compare/$d-msb-none-s$s"
       add "$common --head msb --context captions --out $runs/compare/$d-msb-captions-s$s"
       add "$common --head msb --context labels --out $runs/compare/$d-msb-labels-s$s"
+      add "$common --head cwi-attention --vision labels --out $runs/compare/$d-cwiattn-labels-s$s"
+      add "$common --head cwi-attention --modality text --out $runs/compare/$d-cwiattn-text-s$s"
+      add "--dataset $d --text none --seed $s --epochs 25 --patience 4 --head bilstm --out $runs/compare/$d-bilstm-words-s$s"
+      add "--dataset $d --text none --seed $s --epochs 25 --patience 4 --head bilstm --vision cnn --modality both --out $runs/compare/$d-bilstm-words-cnn-s$s"
       add "$common --head bilstm-crf --out $runs/compare/$d-bilstmcrf-none-s$s"
       add "$common --head bilstm-crf --context captions --out $runs/compare/$d-bilstmcrf-captions-s$s"
     done
@@ -42,5 +46,5 @@ printf '%s\n' "${jobs[@]}" | while read -r line; do
   out=$(sed -E 's/.*--out ([^ ]+).*/\1/' <<<"$line")
   [[ -f $out/run.json ]] && continue  # finished earlier: resumable
   echo "$line"
-done | xargs -P 2 -I{} sh -c "$heads train {} > /dev/null 2>&1 || echo 'failed: {}'"
+done | xargs -P 2 -I{} sh -c "mkdir -p $runs/logs; $heads train {} > $runs/logs/\$(echo '{}' | sed -E 's/.*--out [^ ]*\/([^ /]+).*/\1/').log 2>&1 || echo 'failed: {}'"
 $heads report "$runs" --out "$runs/reports"
