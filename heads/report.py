@@ -29,9 +29,21 @@ def load_records(paths: list[Path]) -> list[dict]:
     return records
 
 
-def config_label(record: dict) -> tuple[str, str, str, str, str, str]:
+def options_label(record: dict) -> str:
+    """Hyperparameters that differ from the head's defaults (the CRF's chosen c1/c2)."""
+    hyper = record.get("hyper", {})
+    if record["head"] == "crf":
+        return f"c1={hyper.get('c1')} c2={hyper.get('c2')}"
+    import heads.models  # noqa: F401  (registers the heads)
+    from heads.tagger import HEADS
+
+    defaults = vars(HEADS.get(record["head"]).Hyper())
+    return " ".join(f"{k}={v}" for k, v in sorted(hyper.items()) if defaults.get(k) != v) or "defaults"
+
+
+def config_label(record: dict) -> tuple[str, str, str, str, str, str, str]:
     inputs = record["inputs"]
-    text = inputs.get("text") or "word ids"
+    text = inputs.get("text") or ("classic features" if record["head"] == "crf" else "word ids")
     if inputs.get("pooling"):
         text += f" ({inputs['pooling']})"
     return (
@@ -41,6 +53,7 @@ def config_label(record: dict) -> tuple[str, str, str, str, str, str]:
         text,
         str(inputs.get("context", "none")),
         str(inputs.get("vision") or "-"),
+        options_label(record),
     )
 
 
@@ -71,6 +84,7 @@ def summarise(records: list[dict]) -> list[dict[str, object]]:
                 "text": label[3],
                 "context": label[4],
                 "vision": label[5],
+                "options": label[6],
                 "seeds": ",".join(str(r["seed"]) for r in runs),
                 "dev entity F1": f"{dev_f1:.2f} ± {dev_std:.2f}",
                 "test entity F1": f"{test_f1:.2f} ± {test_std:.2f}",
