@@ -14,7 +14,7 @@ add() { jobs+=("$*"); }
 if [[ $what == compare || $what == all ]]; then
   for d in ${COMPARE_DATASETS:-t17}; do
     for s in 0 1 2; do
-      common="--dataset $d --text minilm --seed $s --epochs 25 --patience 4"
+      common="--dataset $d --text minilm --seed $s --epochs 15 --patience 3"
       add "$common --head linear --vision cnn --out $runs/compare/$d-linear-cnn-s$s"
       add "$common --head linear --modality text --out $runs/compare/$d-linear-text-s$s"
       add "$common --head cross-attention --vision vit --out $runs/compare/$d-xattn-vit-s$s"
@@ -28,8 +28,8 @@ if [[ $what == compare || $what == all ]]; then
       add "$common --head msb --context labels --out $runs/compare/$d-msb-labels-s$s"
       add "$common --head cwi-attention --vision labels --out $runs/compare/$d-cwiattn-labels-s$s"
       add "$common --head cwi-attention --modality text --out $runs/compare/$d-cwiattn-text-s$s"
-      add "--dataset $d --text none --seed $s --epochs 25 --patience 4 --head bilstm --out $runs/compare/$d-bilstm-words-s$s"
-      add "--dataset $d --text none --seed $s --epochs 25 --patience 4 --head bilstm --vision cnn --modality both --out $runs/compare/$d-bilstm-words-cnn-s$s"
+      add "--dataset $d --text none --seed $s --epochs 15 --patience 3 --head bilstm --out $runs/compare/$d-bilstm-words-s$s"
+      add "--dataset $d --text none --seed $s --epochs 15 --patience 3 --head bilstm --vision cnn --modality both --out $runs/compare/$d-bilstm-words-cnn-s$s"
       add "$common --head bilstm-crf --out $runs/compare/$d-bilstmcrf-none-s$s"
       add "$common --head bilstm-crf --context captions --out $runs/compare/$d-bilstmcrf-captions-s$s"
     done
