@@ -288,7 +288,7 @@ def test_checkpoint_of_another_schema_is_refused(saved_head: Path, tmp_path: Pat
     with pytest.raises(ConfigError, match="cache schema 99"):
         checkpoint.load(folder)
     folder = edited(saved_head, tmp_path / "b", lambda c: c.update(format_version=2))
-    with pytest.raises(ConfigError, match="checkpoint format 2"):
+    with pytest.raises(ConfigError, match="format version 2"):
         checkpoint.load(folder)
 
 
