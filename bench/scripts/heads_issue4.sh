@@ -13,6 +13,7 @@ jobs=()
 add() { jobs+=("$*"); }
 if [[ $what == compare || $what == all ]]; then
   for d in ${COMPARE_DATASETS:-t17}; do
+    # Each fusion head next to its own text-only variant, seed by seed; the extra heads after.
     for s in 0 1 2; do
       common="--dataset $d --text minilm --seed $s --epochs 15 --patience 3"
       add "$common --head linear --vision cnn --out $runs/compare/$d-linear-cnn-s$s"
@@ -26,12 +27,15 @@ if [[ $what == compare || $what == all ]]; then
       add "$common --head msb --out $runs/compare/$d-msb-none-s$s"
       add "$common --head msb --context captions --out $runs/compare/$d-msb-captions-s$s"
       add "$common --head msb --context labels --out $runs/compare/$d-msb-labels-s$s"
+      add "$common --head bilstm-crf --out $runs/compare/$d-bilstmcrf-none-s$s"
+      add "$common --head bilstm-crf --context captions --out $runs/compare/$d-bilstmcrf-captions-s$s"
+    done
+    for s in 0 1 2; do
+      common="--dataset $d --text minilm --seed $s --epochs 15 --patience 3"
       add "$common --head cwi-attention --vision labels --out $runs/compare/$d-cwiattn-labels-s$s"
       add "$common --head cwi-attention --modality text --out $runs/compare/$d-cwiattn-text-s$s"
       add "--dataset $d --text none --seed $s --epochs 15 --patience 3 --head bilstm --out $runs/compare/$d-bilstm-words-s$s"
       add "--dataset $d --text none --seed $s --epochs 15 --patience 3 --head bilstm --vision cnn --modality both --out $runs/compare/$d-bilstm-words-cnn-s$s"
-      add "$common --head bilstm-crf --out $runs/compare/$d-bilstmcrf-none-s$s"
-      add "$common --head bilstm-crf --context captions --out $runs/compare/$d-bilstmcrf-captions-s$s"
     done
   done
 fi
