@@ -316,6 +316,26 @@ def test_inputs_of_another_width_are_refused(saved_head: Path, mini: Mini) -> No
 # -- the command line ------------------------------------------------------------------------
 
 
+def eval_dev(folder: Path, mini: Mini, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> dict:
+    """`heads eval --split dev --json`: what it prints is a score table, what it writes the scores."""
+    scores = tmp_path / "scores.json"
+    argv = [
+        "eval",
+        "--model",
+        str(folder),
+        "--split",
+        "dev",
+        "--cache-dir",
+        str(mini.cache),
+        "--json",
+        str(scores),
+    ]
+    code, out, err = run_cli(heads.cli.main, argv, capsys)
+    assert code == 0, err
+    assert "entity F1" in out
+    return json.loads(scores.read_text())
+
+
 def test_cli_train_then_eval(mini: Mini, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = tmp_path / "run"
     argv = ["train", "--dataset", DATASET, "--head", "bilstm-crf", "--text", "minilm", "--epochs", "2"]
@@ -332,25 +352,7 @@ def test_cli_train_then_eval(mini: Mini, tmp_path: Path, capsys: pytest.CaptureF
     assert record["train_seconds"] > 0 and record["peak_memory_mib"] > 0
     assert record["inputs"]["dataset"] == DATASET
 
-    scores = tmp_path / "scores.json"
-    code, out, err = run_cli(
-        heads.cli.main,
-        [
-            "eval",
-            "--model",
-            str(folder),
-            "--split",
-            "dev",
-            "--cache-dir",
-            str(mini.cache),
-            "--json",
-            str(scores),
-        ],
-        capsys,
-    )
-    assert code == 0, err
-    assert "entity F1" in out
-    assert json.loads(scores.read_text()) == {"dev": record["metrics"]["dev"]}
+    assert eval_dev(folder, mini, tmp_path, capsys) == {"dev": record["metrics"]["dev"]}
 
 
 @pytest.mark.parametrize(
@@ -394,24 +396,7 @@ def test_cli_crfsuite_head(mini: Mini, tmp_path: Path, capsys: pytest.CaptureFix
     assert METRICS <= set(record["metrics"]["dev"]) and METRICS <= set(record["metrics"]["test"])
     assert record["metrics"]["dev"]["entity_f1"] > 0.2
 
-    scores = tmp_path / "scores.json"
-    code, out, err = run_cli(
-        heads.cli.main,
-        [
-            "eval",
-            "--model",
-            str(folder),
-            "--split",
-            "dev",
-            "--cache-dir",
-            str(mini.cache),
-            "--json",
-            str(scores),
-        ],
-        capsys,
-    )
-    assert code == 0, err
-    assert json.loads(scores.read_text()) == {"dev": record["metrics"]["dev"]}
+    assert eval_dev(folder, mini, tmp_path, capsys) == {"dev": record["metrics"]["dev"]}
 
     # A list inside a value uses '/'; a comma would start the next NAME=VALUE.
     code, _, err = run_cli(
