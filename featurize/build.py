@@ -35,6 +35,7 @@ from featurize.cache.schema import SCHEMA_VERSION, write_strings
 from featurize.cache.store import EntryPlan, FeatureStore
 from featurize.datasets import Dataset
 from featurize.example import Split
+from featurize.labels import tag_order
 from featurize.text.transformer import TransformerWordEncoder
 
 DEFAULT_CHUNK_SIZE = 256
@@ -137,7 +138,7 @@ def _write_examples(split: Split, handle: h5py.File) -> None:
     words = [w for e in examples for w in e.words]
     write_strings(handle, "strings/words", words)
     tags = [t for e in examples for t in e.labels]
-    names = sorted(set(tags), key=lambda t: (t != "O", t[2:], t[:1]))
+    names = tag_order(tags)
     code = {t: i for i, t in enumerate(names)}
     labels = handle.create_dataset("labels/words", data=np.array([code[t] for t in tags], np.int16))
     labels.attrs["json:names"] = json.dumps(names)

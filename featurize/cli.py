@@ -26,7 +26,7 @@ from featurize.pipeline import run as run_pipeline
 from featurize.readers import READERS
 from featurize.summary import summary_tables
 from featurize.text import TEXT_ENCODERS
-from featurize.text.transformer import WordFeatureOptions
+from featurize.text.transformer import WordFeatureOptions, layers_label
 from featurize.vision.encoder import VisionOptions
 
 app = typer.Typer(
@@ -356,12 +356,6 @@ def _describe(path: Path) -> dict[str, object]:
     return meta
 
 
-def _layers_label(layers: object) -> str:
-    if isinstance(layers, list) and layers == list(range(-len(layers), 0)):
-        return "last" if len(layers) == 1 else f"last{len(layers)}"
-    return ",".join(str(n) for n in layers) if isinstance(layers, list) else str(layers)
-
-
 @app.command("ls")
 def list_entries(
     cache: CacheDir = None,
@@ -382,7 +376,7 @@ def list_entries(
             str(meta.get("dataset")),
             str(meta.get("split")),
             str(meta.get("encoder")),
-            f"{_layers_label(meta.get('layers'))}/{meta.get('pooling')}/{meta.get('precision')}",
+            f"{layers_label(meta.get('layers'))}/{meta.get('pooling')}/{meta.get('precision')}",
             "×".join(str(n) for n in meta["shape"]),
             f"{path.stat().st_size / 2**20:,.1f}",
             str(meta.get("created", ""))[:16].replace("T", " "),

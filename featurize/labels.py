@@ -11,6 +11,11 @@ from featurize.example import Example
 TAG = re.compile(r"^(?:O|([BI])-(\S+))$")
 
 
+def tag_order(tags: Iterable[str]) -> list[str]:
+    """O first, then by entity type with B- before I-: the code order of every cache entry and head."""
+    return sorted(set(tags), key=lambda t: (t != "O", t[2:], t[:1]))
+
+
 def parse_label_map(items: Iterable[str]) -> dict[str, str]:
     """``["OTHER=MISC"]`` -> ``{"OTHER": "MISC"}``; entity types, not full tags."""
     mapping: dict[str, str] = {}

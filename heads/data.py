@@ -70,11 +70,7 @@ def load_split(index: EntryIndex, spec: InputSpec, split: str, need_patches: boo
                     f"{other.path} and {first.path} hold different examples: featurize both encoders "
                     "with the same reader options"
                 )
-        words = [first.words[first.offsets[i] : first.offsets[i + 1]] for i in range(len(first))]
-        tags = [
-            [first.label_names[c] for c in first.labels[first.offsets[i] : first.offsets[i + 1]]]
-            for i in range(len(first))
-        ]
+        words, tags = _words_and_tags(first)
         features = (
             texts[0].features if len(texts) == 1 else np.concatenate([t.features for t in texts], axis=1)
         )
@@ -85,6 +81,11 @@ def load_split(index: EntryIndex, spec: InputSpec, split: str, need_patches: boo
     if spec.vision:
         _attach_images(index, spec, split, data, need_patches)
     return data
+
+
+def _words_and_tags(text: TextFeatures) -> tuple[list[list[str]], list[list[str]]]:
+    examples = [text.example(i) for i in range(len(text))]
+    return [list(e[0]) for e in examples], [e[1] for e in examples]
 
 
 def _words_only(index: EntryIndex, spec: InputSpec, split: str) -> SplitData:
@@ -103,11 +104,7 @@ def _words_only(index: EntryIndex, spec: InputSpec, split: str) -> SplitData:
     info = sorted(found, key=lambda e: str(e.meta.get("created")))[0]
     check_schema(info.meta, info.path)
     text = TextFeatures.load(info.path)
-    words = [text.words[text.offsets[i] : text.offsets[i + 1]] for i in range(len(text))]
-    tags = [
-        [text.label_names[c] for c in text.labels[text.offsets[i] : text.offsets[i + 1]]]
-        for i in range(len(text))
-    ]
+    words, tags = _words_and_tags(text)
     return SplitData(split, words, tags, list(text.example_ids), entries={"words": info.key})
 
 

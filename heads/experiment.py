@@ -18,6 +18,7 @@ import torch
 import heads.models  # noqa: F401  (registers the heads)
 from featurize.build import library_versions, peak_memory_mib
 from featurize.errors import ConfigError
+from featurize.labels import tag_order as order_tags
 from heads import checkpoint
 from heads.data import Batcher, SplitData, fill_missing_image_dims, load_split
 from heads.inputs import EntryIndex, InputSpec
@@ -42,8 +43,7 @@ class RunSpec:
 
 def tag_order(splits: list[SplitData]) -> list[str]:
     """Every tag of every split, O first, then by type and B before I (stable across runs)."""
-    tags = {t for s in splits for seq in s.tags for t in seq} | {"O"}
-    return sorted(tags, key=lambda t: (t != "O", t[2:], t[:1]))
+    return order_tags({t for s in splits for seq in s.tags for t in seq} | {"O"})
 
 
 def input_identity(index: EntryIndex, data: SplitData) -> dict[str, dict[str, object]]:

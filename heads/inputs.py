@@ -14,6 +14,7 @@ from pathlib import Path
 from featurize.cache.schema import SCHEMA_VERSION, read_attrs
 from featurize.cache.store import FeatureStore, open_entry
 from featurize.errors import CacheError, ConfigError
+from featurize.text.transformer import layers_label
 
 CONTEXTS = ("none", "captions", "labels")
 
@@ -42,13 +43,6 @@ class InputSpec:
 
     def describe(self) -> dict[str, object]:
         return asdict(self)
-
-
-def layers_label(layers: object) -> str:
-    """``[-4, -3, -2, -1]`` -> ``last4``, as the featurize command line writes it."""
-    if isinstance(layers, list) and layers == list(range(-len(layers), 0)):
-        return "last" if len(layers) == 1 else f"last{len(layers)}"
-    return ",".join(str(n) for n in layers) if isinstance(layers, list) else str(layers)
 
 
 @dataclass

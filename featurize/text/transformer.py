@@ -40,6 +40,13 @@ def native_bf16(device: str = "auto") -> bool:
         return False
 
 
+def layers_label(layers: object) -> str:
+    """``[-4, -3, -2, -1]`` -> ``last4``: the inverse of ``parse_layers`` for display and matching."""
+    if isinstance(layers, list) and layers == list(range(-len(layers), 0)):
+        return "last" if len(layers) == 1 else f"last{len(layers)}"
+    return ",".join(str(n) for n in layers) if isinstance(layers, list) else str(layers)
+
+
 def parse_layers(spec: str) -> list[int]:
     """``last`` -> [-1]; ``last4`` -> [-4, -3, -2, -1]; ``-2,-1`` or ``6`` as given."""
     spec = spec.strip().lower()
