@@ -150,6 +150,193 @@ def probe(
     out.print(f"saved {md} (and .json)")
 
 
+def _names(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip() and v.strip() != "none"]
+
+
+@app.command("heads")
+def heads_grid(
+    all_: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Every cached text encoder and every vision x context combination a head reads "
+            "(default: the default text encoder, each image-derived input on its own).",
+        ),
+    ] = False,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Datasets, comma-separated (default: every cached one).")
+    ] = None,
+    head: Annotated[
+        str | None, typer.Option("--head", help="Heads, comma-separated (default: all; see `heads list`).")
+    ] = None,
+    text: Annotated[
+        str | None,
+        typer.Option("--text", help="Text encoders, comma-separated (default: minilm; --all: every cached)."),
+    ] = None,
+    vision: Annotated[
+        str | None,
+        typer.Option(
+            "--vision",
+            help="Vision encoders, comma-separated; 'none' for text-only cells (default: every cached).",
+        ),
+    ] = None,
+    context: Annotated[
+        str | None,
+        typer.Option(
+            "--context",
+            help="Contexts (captions, labels), comma-separated; 'none' for none (default: every cached).",
+        ),
+    ] = None,
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds per configuration: 0..N-1.", min=1)] = 3,
+    epochs: Annotated[int, typer.Option("--epochs", help="Most epochs per cell.", min=1)] = 15,
+    patience: Annotated[int, typer.Option("--patience", help="Early stopping patience (epochs).", min=1)] = 3,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Training batch size.", min=1)] = 64,
+    workers: Annotated[int, typer.Option("--workers", help="Cells run in parallel (processes).", min=1)] = 2,
+    threads: Annotated[int, typer.Option("--threads", help="Torch threads per worker.", min=1)] = 1,
+    runs: Annotated[
+        Path, typer.Option("--runs", help="Folder of the run store, models, report, plots and winner file.")
+    ] = Path("runs/bench-heads"),
+    save_models: Annotated[
+        bool, typer.Option("--save-models/--no-save-models", help="Keep each cell's trained head.")
+    ] = True,
+    report_only: Annotated[
+        bool, typer.Option("--report-only", help="Train nothing: report what the store holds.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List the cells and skips, run nothing.")
+    ] = False,
+    cache: Annotated[
+        Path | None,
+        typer.Option("--cache-dir", help="The feature store (default $MNER_CACHE_DIR, else ./cache)."),
+    ] = None,
+) -> None:
+    """Train and evaluate every head x cached input combination x dataset x seed; resumable.
+
+    Results are appended to RUNS/runs.jsonl as each cell finishes; a re-run skips finished
+    cells. Writes RUNS/report/heads-grid.{md,json,csv}, PNG plots and RUNS/winners.json (the
+    configuration with the best mean validation entity F1 per dataset, read by fine-tuning).
+    """
+    import time
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from bench import grid_report, winners
+    from bench.grid import GridOptions, plan
+    from bench.grid_runner import run_grid
+    from bench.grid_summary import summarise
+    from bench.run_store import RunStore
+    from featurize.cache.store import cache_dir
+    from heads.inputs import EntryIndex
+    from heads.train import TrainConfig
+
+    cache_root = cache_dir(cache)
+    options = GridOptions(
+        datasets=_names(dataset),
+        heads=_names(head),
+        texts=_names(text),
+        visions=_names(vision),
+        contexts=_names(context),
+        seeds=seeds,
+        all=all_,
+        train=TrainConfig(epochs=epochs, patience=patience, batch_size=batch_size),
+    )
+    if options.heads:
+        import heads.models  # noqa: F401
+        from heads.tagger import HEADS
+
+        unknown = [h for h in options.heads if h not in HEADS and h != "crf"]
+        if unknown:
+            raise typer.BadParameter(
+                f"unknown head(s) {', '.join(unknown)}; see `heads list`", param_hint="--head"
+            )
+    cells, skips = plan(EntryIndex(cache_root), options)
+    store = RunStore(runs / "runs.jsonl")
+    done = store.done()
+    todo = [c for c in cells if c.key not in done]
+    from rich.console import Console
+
+    err = Console(stderr=True)
+    for skip in skips:
+        err.print(f"[dim]skip[/] {skip.what}: {skip.reason}")
+    err.print(
+        f"{len(cells)} cells planned ({len(cells) - len(todo)} finished earlier, {len(todo)} to run) "
+        f"with {workers} worker(s) x {threads} thread(s); store {store.path}"
+    )
+    if dry_run:
+        for c in todo:
+            out.print(c.label)
+        return
+    wall = 0.0
+    if todo and not report_only:
+        started = time.time()
+        with Progress(
+            TextColumn("[bold]bench heads[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+        ) as bar:
+            task = bar.add_task("cells", total=len(todo))
+            labels = {c.key: c.label for c in todo}
+
+            def on_done(line: dict) -> None:
+                bar.advance(task)
+                name = labels.get(line["key"], line["key"])
+                if line["status"] == "done":
+                    m = line["record"]["metrics"]
+                    bar.console.print(
+                        f"{name}: dev {100 * m['dev']['entity_f1']:.2f} test {100 * m['test']['entity_f1']:.2f} "
+                        f"({line['wall_seconds']:.0f} s)"
+                    )
+                else:
+                    bar.console.print(f"[red]failed[/] {name}: {line['error']}")
+
+            wall = run_grid(todo, store, cache_root, runs, workers, threads, save_models, on_done)
+        err.print(
+            f"ran {len(todo)} cells in {wall / 60:.1f} min (started {time.strftime('%H:%M', time.localtime(started))})"
+        )
+    for warning in store.warnings:
+        err.print(f"[yellow]warning[/] {warning}")
+    planned = {c.key for c in cells}
+    lines = [line for key, line in store.done().items() if key in planned]
+    failures = [line for key, line in store.failed().items() if key in planned]
+    if not lines:
+        raise typer.Exit(1 if failures else 0)
+    results = summarise(lines)
+    command = "bench " + shlex.join(sys.argv[1:])
+    preamble = [
+        f"Store: `{store.path}`; {len(lines)} finished cells of {len(cells)} planned"
+        + (f", {len(failures)} failed" if failures else "")
+        + f"; {workers} worker(s) x {threads} torch thread(s)."
+    ]
+    if wall:
+        preamble.append(f"This invocation ran {len(todo)} cells in {wall / 60:.1f} minutes of wall time.")
+    paths = grid_report.write(results, skips, failures, runs / "report", command, preamble)
+    from bench.grid_plots import write_plots
+
+    pngs = write_plots(results, runs / "report")
+    chosen = winners.write(results, runs / "winners.json", store.path)
+    for reportable in grid_report.dataset_tables_for_console(results, command):
+        out.print(reportable.markdown())
+    for name, w in chosen["datasets"].items():  # type: ignore[union-attr]
+        out.print(f"winner {name}: {w['label']} dev {w['dev_entity_f1']} test {w['test_entity_f1']}")
+    out.print(f"saved {paths['md']} (.json, .csv), {len(pngs)} plots, {runs / 'winners.json'}")
+    if failures:
+        err.print(f"[red]{len(failures)} cell(s) failed[/]; re-run the same command to retry them")
+        raise typer.Exit(1)
+
+
 @app.callback()
 def _root() -> None:
     """Benchmarks share one report format (Markdown + JSON under runs/)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import platform
 import time
@@ -32,22 +33,52 @@ class Report:
             lines += [f"- {note}" for note in self.notes]
         return "\n".join(lines) + "\n"
 
-    def save(self, folder: Path, stem: str) -> tuple[Path, Path]:
-        folder.mkdir(parents=True, exist_ok=True)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        md, js = folder / f"{stem}-{stamp}.md", folder / f"{stem}-{stamp}.json"
-        md.write_text(self.markdown())
-        payload = {
+    def payload(self) -> dict[str, object]:
+        return {
             "title": self.title,
             "command": self.command,
             "columns": self.columns,
             "rows": self.rows,
             "notes": self.notes,
-            "machine": {"platform": platform.platform(), "processor": platform.processor()},
-            "library_versions": library_versions(),
         }
-        js.write_text(json.dumps(payload, indent=1))
+
+    def save(self, folder: Path, stem: str) -> tuple[Path, Path]:
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        md, js = folder / f"{stem}-{stamp}.md", folder / f"{stem}-{stamp}.json"
+        md.write_text(self.markdown())
+        js.write_text(json.dumps(self.payload() | machine_facts(), indent=1))
         return md, js
+
+
+def machine_facts() -> dict[str, object]:
+    return {
+        "machine": {"platform": platform.platform(), "processor": platform.processor()},
+        "library_versions": library_versions(),
+    }
+
+
+def save_reports(
+    reports: list[Report], folder: Path, stem: str, title: str, preamble: list[str] | None = None
+) -> dict[str, Path]:
+    """Several tables in one document (.md), one JSON and one CSV (every row of every table,
+    with its table's title in the first column); names without a time stamp, so a re-run of a
+    resumable benchmark replaces its report."""
+    folder.mkdir(parents=True, exist_ok=True)
+    md, js, sheet = folder / f"{stem}.md", folder / f"{stem}.json", folder / f"{stem}.csv"
+    text = [f"## {title}", ""] + [*(preamble or [])] + ([""] if preamble else [])
+    md.write_text("\n".join(text) + "\n".join(r.markdown() for r in reports))
+    js.write_text(
+        json.dumps({"title": title, "tables": [r.payload() for r in reports]} | machine_facts(), indent=1)
+    )
+    columns = ["table"] + list(dict.fromkeys(c for r in reports for c in r.columns))
+    with sheet.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, columns)
+        writer.writeheader()
+        for r in reports:
+            for row in r.rows:
+                writer.writerow({"table": r.title} | {c: row.get(c) for c in r.columns})
+    return {"md": md, "json": js, "csv": sheet}
 
 
 def _cell(value: object) -> str:

@@ -24,7 +24,7 @@ from torch import Tensor
 from featurize.build import peak_memory_mib
 from featurize.errors import ConfigError
 from heads.data import Batcher
-from heads.metrics import all_scores
+from heads.metrics import DevScorer, all_scores
 from heads.tagger import COMPONENTS, Tagger
 
 THESIS_LR = {"text": 8e-6, "vision": 8e-5, "fusion": 5e-4, "inner_lstm": 3e-4, "crf": 2e-4, "dense": 1e-5}
@@ -159,6 +159,7 @@ def _train(
         weights = class_weights(train_batcher, len(model.tags))
 
     generator = torch.Generator().manual_seed(config.seed)
+    dev_scorer = DevScorer(dev_batcher.data.tags)
     best_score, best_epoch, best_state, best_dev = -1.0, 0, None, {}
     history: list[dict[str, float]] = []
     epoch = 0
@@ -178,7 +179,7 @@ def _train(
                 scheduler.step(epoch - 1 + (step + 1) / n_batches)
             total += float(loss.detach())
             steps += 1
-        dev = evaluate(model, dev_batcher)
+        dev = dev_scorer.scores(predict(model, dev_batcher))
         score = float(dev[config.select])  # type: ignore[arg-type]
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             scheduler.step(score)

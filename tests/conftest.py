@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +14,8 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from heads_data import DATASET, Mini, featurize_argv, write_subset  # noqa: E402
 
 
 def shared_data() -> Path:
@@ -45,3 +48,29 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tiny_models import save_tiny_bert
 
     return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def mini(tmp_path_factory: pytest.TempPathFactory, data_dir: Path, weights_dir: Path) -> Mini:
+    """The subset written as UMT files and featurized once into a cache of its own."""
+    folder = tmp_path_factory.mktemp("t17mini-data") / DATASET
+    counts = write_subset(data_dir / "twitter2017", folder)
+    cache = tmp_path_factory.mktemp("t17mini-cache")
+    images = data_dir / "twitter_sample" / "twitter_2017" / "images"
+    env = {
+        **os.environ,
+        "MNER_CACHE_DIR": str(cache),
+        "MNER_DATA_DIR": str(data_dir),
+        "MNER_WEIGHTS_DIR": str(weights_dir),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "featurize.cli", *featurize_argv(folder, images, cache)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return Mini(cache, counts)

@@ -8,6 +8,7 @@ EfficientNet CNN and the label words, it is the smallest cache every head can tr
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,3 +71,9 @@ def featurize_argv(folder: Path, images: Path, cache: Path) -> list[str]:
         "--cache-dir",
         str(cache),
     ]
+
+
+@dataclass(frozen=True)
+class Mini:
+    cache: Path
+    counts: dict[str, int]

@@ -9,10 +9,7 @@ EfficientNet CNN and the ImageNet label words; that and the training make this m
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 from cli_runner import run_cli
-from heads_data import DATASET, featurize_argv, write_subset
+from heads_data import DATASET, Mini
 
 import heads.cli
 import heads.models  # noqa: F401  (registers the heads)
@@ -37,38 +34,6 @@ from heads.train import TrainConfig, predict, train
 pytestmark = pytest.mark.slow
 
 METRICS = {"entity_f1", "entity_f1_strict", "token_macro_f1", "token_macro_f1_relaxed"}
-
-
-@dataclass(frozen=True)
-class Mini:
-    cache: Path
-    counts: dict[str, int]
-
-
-@pytest.fixture(scope="session")
-def mini(tmp_path_factory: pytest.TempPathFactory, data_dir: Path, weights_dir: Path) -> Mini:
-    """The subset written as UMT files and featurized once into a cache of its own."""
-    folder = tmp_path_factory.mktemp("t17mini-data") / DATASET
-    counts = write_subset(data_dir / "twitter2017", folder)
-    cache = tmp_path_factory.mktemp("t17mini-cache")
-    images = data_dir / "twitter_sample" / "twitter_2017" / "images"
-    env = {
-        **os.environ,
-        "MNER_CACHE_DIR": str(cache),
-        "MNER_DATA_DIR": str(data_dir),
-        "MNER_WEIGHTS_DIR": str(weights_dir),
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "featurize.cli", *featurize_argv(folder, images, cache)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return Mini(cache, counts)
 
 
 @pytest.fixture(autouse=True)

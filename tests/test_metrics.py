@@ -6,7 +6,7 @@ from fractions import Fraction as F
 
 import pytest
 
-from heads.metrics import METRIC_NOTES, all_scores, entity_scores, token_macro_f1
+from heads.metrics import METRIC_NOTES, DevScorer, all_scores, entity_confusion, entity_scores, token_macro_f1
 
 # Two tweets. The second opens with an I- span: an entity in conlleval's (seqeval's default)
 # mode, nothing in strict IOB2 mode.
@@ -140,6 +140,7 @@ def test_all_scores_names_every_metric_once() -> None:
         "entity_recall_strict",
         "token_macro_f1",
         "token_macro_f1_relaxed",
+        "entity_confusion",
     }
     assert close(scores["entity_f1"], F(2, 3)) and close(scores["entity_f1_strict"], F(4, 7))
     assert close(scores["entity_precision"], F(3, 5)) and close(scores["entity_recall"], F(3, 4))
@@ -150,5 +151,38 @@ def test_all_scores_names_every_metric_once() -> None:
     assert scores["entity_per_type"] == entity_scores(GOLD, PRED)["per_type"]  # the default mode's rows
     assert set(METRIC_NOTES) <= set(scores)
     perfect = all_scores(GOLD, GOLD)
-    assert all(perfect[k] == 1.0 for k in scores if k != "entity_per_type" and "strict" not in k)
+    assert all(
+        perfect[k] == 1.0
+        for k in scores
+        if k not in ("entity_per_type", "entity_confusion") and "strict" not in k
+    )
     assert perfect["entity_f1_strict"] == 1.0  # gold against itself agrees in strict mode too
+
+
+def test_dev_scorer_agrees_with_seqeval_and_sklearn() -> None:
+    import random
+
+    from seqeval.metrics import f1_score
+
+    rng = random.Random(0)
+    tags = ["O", "O", "O", "B-PER", "I-PER", "B-LOC", "I-LOC", "I-ORG", "B-ORG"]
+    for _ in range(100):
+        gold = [[rng.choice(tags) for _ in range(rng.randint(1, 8))] for _ in range(15)]
+        pred = [[rng.choice(tags) for _ in seq] for seq in gold]
+        fast = DevScorer(gold).scores(pred)
+        assert fast["entity_f1"] == pytest.approx(f1_score(gold, pred, zero_division=0), abs=1e-12)
+        assert fast["token_macro_f1"] == pytest.approx(token_macro_f1(gold, pred), abs=1e-12)
+    assert DevScorer(GOLD).scores(PRED)["entity_f1"] == all_scores(GOLD, PRED)["entity_f1"]
+
+
+def test_entity_confusion_by_hand() -> None:
+    gold = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O"]]
+    pred = [["B-ORG", "I-ORG", "O", "O"], ["B-ORG", "B-MISC"]]
+    assert entity_confusion(gold, pred) == {
+        "PER": {"ORG": 1},  # same span, another type
+        "LOC": {"missed": 1},
+        "ORG": {"ORG": 1},
+        "spurious": {"MISC": 1},
+    }
+    with pytest.raises(ValueError):
+        entity_confusion(gold, pred[:1])

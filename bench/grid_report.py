@@ -1,0 +1,150 @@
+"""The grid's report: a table per dataset ranked by validation F1, the published numbers in a
+separate block, skipped and failed cells, in the report format every benchmark shares
+(bench/report.py: Markdown, JSON and CSV)."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from bench.grid import Skip
+from bench.grid_summary import ConfigResult, thaw_train
+from bench.references import REFERENCES
+from bench.report import Report, save_reports
+
+COLUMNS = [
+    "rank",
+    "head",
+    "modality",
+    "text",
+    "context",
+    "vision",
+    "seeds",
+    "dev entity F1",
+    "test entity F1",
+    "test token macro F1",
+    "train s",
+    "cell s",
+    "epochs",
+    "peak MiB",
+]
+
+
+def dataset_table(results: list[ConfigResult], dataset: str, command: str) -> Report:
+    rows = []
+    for r in results:
+        if r.dataset != dataset:
+            continue
+        c = r.config
+        rows.append(
+            {
+                "rank": f"{r.rank} (winner)" if r.rank == 1 else str(r.rank),
+                "head": c["head"],
+                "modality": c["modality"],
+                "text": c["text"] or ("classic features" if c["head"] == "crf" else "word ids"),
+                "context": c["context"],
+                "vision": c["vision"] or "-",
+                "seeds": len(r.seeds),
+                "dev entity F1": str(r.dev_f1),
+                "test entity F1": str(r.test_f1),
+                "test token macro F1": str(r.test_token_macro),
+                "train s": round(r.train_seconds.mean, 1),
+                "cell s": round(r.cell_seconds.mean, 1),
+                "epochs": round(r.epochs.mean, 1),
+                "peak MiB": round(r.peak_memory_mib),
+            }
+        )
+    report = Report(
+        f"{dataset}: every configuration, ranked by validation entity F1", COLUMNS, rows, command=command
+    )
+    cells = [s for r in results if r.dataset == dataset for s in [r.cell_seconds.mean] * len(r.seeds)]
+    if cells:
+        report.notes.append(
+            f"{sum(len(r.seeds) for r in results if r.dataset == dataset)} cells; median cell "
+            f"{statistics.median(cells):.0f} s, total {sum(cells) / 60:.1f} cell-minutes."
+        )
+    return report
+
+
+def dataset_tables_for_console(results: list[ConfigResult], command: str) -> list[Report]:
+    return [dataset_table(results, d, command) for d in sorted({r.dataset for r in results})]
+
+
+def references_table() -> Report:
+    rows = [
+        {"model": r.model, "metric": r.metric, "T15": r.t15, "T17": r.t17, "source": r.source}
+        for r in REFERENCES
+    ]
+    report = Report(
+        "Published reference numbers: other papers' runs, NOT produced by this grid",
+        ["model", "metric", "T15", "T17", "source"],
+        rows,
+    )
+    report.notes += [
+        "Entity F1: test entity-level micro F1 as each paper reports it (fine-tuned encoders, "
+        "GPU training, the full image set).",
+        "Token macro F1 (thesis): macro F1 over BIO tags of subword tokens on the thesis's own "
+        "splits; our token macro F1 is over words, so compare only loosely.",
+    ]
+    return report
+
+
+def skips_table(skips: list[Skip]) -> Report:
+    return Report(
+        "Skipped combinations",
+        ["what", "reason"],
+        [{"what": s.what, "reason": s.reason} for s in skips],
+    )
+
+
+def failures_table(failures: list[dict]) -> Report:
+    rows = [
+        {"cell": _cell_label(f["cell"]), "key": f["key"], "error": f.get("error", "")[:300]} for f in failures
+    ]
+    return Report("Failed cells (re-run `bench heads` to retry them)", ["cell", "key", "error"], rows)
+
+
+def _cell_label(cell: dict) -> str:
+    return (
+        " ".join(
+            str(x)
+            for x in (
+                cell["dataset"],
+                cell["head"],
+                cell["modality"],
+                cell["text"],
+                cell["context"],
+                cell["vision"],
+            )
+        )
+        + f" s{cell['seed']}"
+    )
+
+
+def write(
+    results: list[ConfigResult],
+    skips: list[Skip],
+    failures: list[dict],
+    folder: Path,
+    command: str,
+    preamble: list[str],
+) -> dict[str, Path]:
+    datasets = sorted({r.dataset for r in results})
+    reports = [dataset_table(results, d, command) for d in datasets]
+    if results:
+        train = thaw_train(results[0].config)
+        reports[0].notes.append(
+            "Training: "
+            + ", ".join(
+                f"{k}={train[k]}"
+                for k in ("epochs", "patience", "batch_size", "lr_preset", "select")
+                if k in train
+            )
+            + "; entity F1 = seqeval default mode (conlleval), micro; token macro F1 over BIO tags per word."
+        )
+    reports.append(references_table())
+    if skips:
+        reports.append(skips_table(skips))
+    if failures:
+        reports.append(failures_table(failures))
+    return save_reports(reports, folder, "heads-grid", "bench heads: the grid", preamble)
