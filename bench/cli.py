@@ -192,8 +192,11 @@ def heads_grid(
     ] = None,
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds per configuration: 0..N-1.", min=1)] = 3,
     epochs: Annotated[int, typer.Option("--epochs", help="Most epochs per cell.", min=1)] = 15,
-    patience: Annotated[int, typer.Option("--patience", help="Early stopping patience (epochs).", min=1)] = 3,
+    patience: Annotated[int, typer.Option("--patience", help="Early stopping patience (epochs).", min=1)] = 2,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Training batch size.", min=1)] = 64,
+    precision: Annotated[
+        str, typer.Option("--precision", help="fp32, or bf16 autocast for training steps (as `heads train`).")
+    ] = "bf16",
     workers: Annotated[int, typer.Option("--workers", help="Cells run in parallel (processes).", min=1)] = 2,
     threads: Annotated[int, typer.Option("--threads", help="Torch threads per worker.", min=1)] = 1,
     runs: Annotated[
@@ -248,7 +251,7 @@ def heads_grid(
         contexts=_names(context),
         seeds=seeds,
         all=all_,
-        train=TrainConfig(epochs=epochs, patience=patience, batch_size=batch_size),
+        train=TrainConfig(epochs=epochs, patience=patience, batch_size=batch_size, precision=precision),
     )
     if options.heads:
         import heads.models  # noqa: F401
@@ -335,6 +338,92 @@ def heads_grid(
     if failures:
         err.print(f"[red]{len(failures)} cell(s) failed[/]; re-run the same command to retry them")
         raise typer.Exit(1)
+
+
+@app.command("grid-speed")
+def grid_speed(
+    dataset: Annotated[str, typer.Option("--dataset", help="A cached dataset.")] = "t17",
+    head: Annotated[str, typer.Option("--head", help="Heads, comma-separated.")] = "bilstm-crf,msb",
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds per head.", min=1)] = 2,
+    settings: Annotated[
+        str,
+        typer.Option(
+            "--settings",
+            help="WORKERSxTHREADS settings to compare, comma-separated; the first is the baseline.",
+        ),
+    ] = "1x1,1x2,2x1",
+    epochs: Annotated[int, typer.Option("--epochs", help="Most epochs per cell.", min=1)] = 15,
+    cache: Annotated[
+        Path | None,
+        typer.Option("--cache-dir", help="The feature store (default $MNER_CACHE_DIR, else ./cache)."),
+    ] = None,
+    output: Annotated[Path, typer.Option("--out", help="Folder for the report (.md, .json, .csv).")] = Path(
+        "runs/bench"
+    ),
+) -> None:
+    """The same small grid (text-only cells) under each workers x threads setting, in one run:
+    wall time as a ratio to the baseline, and whether the scores stayed the same."""
+    import tempfile
+
+    from bench.grid import GridOptions, plan
+    from bench.grid_runner import run_grid
+    from bench.run_store import RunStore
+    from featurize.cache.store import cache_dir
+    from heads.inputs import EntryIndex
+    from heads.train import TrainConfig
+
+    cache_root = cache_dir(cache)
+    options = GridOptions(
+        datasets=[dataset],
+        heads=_names(head),
+        visions=[],
+        contexts=[],
+        seeds=seeds,
+        train=TrainConfig(epochs=epochs, patience=2, batch_size=64, precision="bf16"),
+    )
+    cells, _ = plan(EntryIndex(cache_root), options)
+    cells = [c for c in cells if c.head != "crf"]
+    if not cells:
+        raise typer.BadParameter(f"no cells for {dataset} with --head {head}")
+    report = Report(
+        "Grid throughput: parallel cells against threads",
+        ["workers x threads", "cells", "wall s", "cells per minute", "× baseline", "max |dev F1 change|"],
+        command="bench " + shlex.join(sys.argv[1:]),
+    )
+    baseline_wall: float | None = None
+    baseline_scores: dict[str, float] = {}
+    for setting in [x.strip() for x in settings.split(",") if x.strip()]:
+        try:
+            workers, threads = (int(v) for v in setting.lower().split("x"))
+        except ValueError:
+            raise typer.BadParameter(
+                f"expected WORKERSxTHREADS, got {setting!r}", param_hint="--settings"
+            ) from None
+        with tempfile.TemporaryDirectory() as tmp:
+            store = RunStore(Path(tmp) / "runs.jsonl")
+            wall = run_grid(cells, store, cache_root, Path(tmp), workers, threads, False, lambda line: None)
+            scores = {k: 100 * v["record"]["metrics"]["dev"]["entity_f1"] for k, v in store.done().items()}
+        if baseline_wall is None:
+            baseline_wall, baseline_scores = wall, scores
+        change = max((abs(scores.get(k, 0.0) - v) for k, v in baseline_scores.items()), default=0.0)
+        report.rows.append(
+            {
+                "workers x threads": setting,
+                "cells": f"{len(scores)}/{len(cells)}",
+                "wall s": round(wall, 1),
+                "cells per minute": round(60 * len(scores) / wall, 2),
+                "× baseline": round(baseline_wall / wall, 2),
+                "max |dev F1 change|": round(change, 2),
+            }
+        )
+        out.print(f"{setting}: {wall:.1f} s")
+    report.notes.append(
+        f"{dataset}, heads {head}, {seeds} seed(s), text-only cells, batch 64, at most {epochs} epochs; "
+        "each setting in fresh worker processes, one after another in this run."
+    )
+    out.print(report.markdown())
+    md, _ = report.save(output, "grid-speed")
+    out.print(f"saved {md} (.json, .csv)")
 
 
 @app.callback()

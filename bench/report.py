@@ -1,4 +1,5 @@
-"""One report format for every benchmark: a Markdown table for people, JSON for programs."""
+"""One report format for every benchmark (`bench featurize`, `bench probe`, `bench heads`): Markdown
+tables for people, JSON and CSV for programs and spreadsheets."""
 
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ class Report:
         md, js = folder / f"{stem}-{stamp}.md", folder / f"{stem}-{stamp}.json"
         md.write_text(self.markdown())
         js.write_text(json.dumps(self.payload() | machine_facts(), indent=1))
+        _write_csv([self], folder / f"{stem}-{stamp}.csv")
         return md, js
 
 
@@ -71,14 +73,18 @@ def save_reports(
     js.write_text(
         json.dumps({"title": title, "tables": [r.payload() for r in reports]} | machine_facts(), indent=1)
     )
+    _write_csv(reports, sheet)
+    return {"md": md, "json": js, "csv": sheet}
+
+
+def _write_csv(reports: list[Report], path: Path) -> None:
     columns = ["table"] + list(dict.fromkeys(c for r in reports for c in r.columns))
-    with sheet.open("w", newline="", encoding="utf-8") as handle:
+    with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, columns)
         writer.writeheader()
         for r in reports:
             for row in r.rows:
                 writer.writerow({"table": r.title} | {c: row.get(c) for c in r.columns})
-    return {"md": md, "json": js, "csv": sheet}
 
 
 def _cell(value: object) -> str:

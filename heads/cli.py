@@ -168,6 +168,14 @@ def train(
         str, typer.Option("--select", help="Validation metric: entity_f1 or token_macro_f1.")
     ] = "entity_f1",
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    precision: Annotated[
+        str,
+        typer.Option(
+            "--precision",
+            help="fp32, or bf16: training steps under bf16 autocast (about 1.5x faster on a CPU with "
+            "native bf16; weights and evaluation stay fp32). `bench heads` trains with bf16.",
+        ),
+    ] = "fp32",
     stem: Annotated[
         str | None, typer.Option("--stem", help="Stem words for trainable embeddings: english, german.")
     ] = None,
@@ -206,6 +214,7 @@ def train(
             scheduler=scheduler,
             class_weights=class_weights,
             select=select,
+            precision=precision,
             threads=threads,
         )
         spec = RunSpec(head, inputs, modality, _pairs(option, "--set"), config, stem)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from typing import ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import _VF, Tensor, nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -81,7 +81,7 @@ class Tagger(nn.Module):
 
     # -- shared ---------------------------------------------------------------------------
     def loss(self, batch: Batch, class_weights: Tensor | None = None) -> Tensor:
-        scores = self.emissions(batch)
+        scores = self.emissions(batch).float()  # the CRF and the softmax in fp32 under bf16 autocast
         if self.crf is not None:
             return self.crf.nll(scores, batch.tags, batch.mask)
         return F.cross_entropy(scores[batch.mask], batch.tags[batch.mask], weight=class_weights)
@@ -133,7 +133,13 @@ def hyper_from(cls: type[HeadHyper], values: dict[str, object]) -> HeadHyper:
 
 
 class BiLSTM(nn.Module):
-    """A bidirectional LSTM over padded batches, run packed so padding costs nothing."""
+    """A bidirectional LSTM over padded batches, run packed so padding costs nothing.
+
+    Under bf16 autocast (``TrainConfig.precision``) it runs each direction as a dense LSTM
+    instead: torch casts a dense LSTM to bf16 (oneDNN; about 2x faster fwd+bwd here) but
+    leaves a packed one in fp32. The backward direction reads each sequence reversed within
+    its own length, so padding never enters a valid position: the same recurrence as packed.
+    """
 
     def __init__(self, size_in: int, hidden: int, layers: int = 1) -> None:
         super().__init__()
@@ -141,11 +147,34 @@ class BiLSTM(nn.Module):
         self.size_out = 2 * hidden
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        if torch.is_autocast_enabled(x.device.type):
+            return self._dense(x, mask)
         lengths = mask.sum(1).cpu()
         packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         out, _ = self.lstm(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
         return out
+
+    def _dense(self, x: Tensor, mask: Tensor) -> Tensor:
+        lengths = mask.sum(1, keepdim=True)
+        steps = torch.arange(x.shape[1], device=x.device).unsqueeze(0)
+        # position t of the reversed sequence holds word len-1-t; padding stays where it is
+        flip = torch.where(steps < lengths, lengths - 1 - steps, steps)
+        weights = self.lstm._flat_weights  # l0 forward, l0 reverse, l1 forward, ... (4 each)
+        h = x
+        for layer in range(self.lstm.num_layers):
+            fwd = weights[8 * layer : 8 * layer + 4]
+            rev = weights[8 * layer + 4 : 8 * layer + 8]
+            out_f = _VF.lstm(h, self._zeros(h), fwd, True, 1, 0.0, self.training, False, True)[0]
+            h_rev = h.gather(1, flip.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
+            out_r = _VF.lstm(h_rev, self._zeros(h), rev, True, 1, 0.0, self.training, False, True)[0]
+            out_r = out_r.gather(1, flip.unsqueeze(-1).expand(-1, -1, out_r.shape[-1]))
+            h = torch.cat([out_f, out_r], dim=-1)
+        return h * mask.unsqueeze(-1).to(h.dtype)  # zeros at padding, as pad_packed_sequence gives
+
+    def _zeros(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        z = x.new_zeros(1, x.shape[0], self.lstm.hidden_size)
+        return z, z
 
 
 HEADS: Registry[type[Tagger]] = Registry("head")

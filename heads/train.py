@@ -32,6 +32,7 @@ CACHED_LR = {"text": 1e-3, "vision": 1e-3, "fusion": 1e-3, "inner_lstm": 1e-3, "
 LR_PRESETS = {"cached": CACHED_LR, "thesis": THESIS_LR}
 SCHEDULERS = ("plateau", "cosine", "none")
 SELECT_METRICS = ("entity_f1", "token_macro_f1")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -47,6 +48,7 @@ class TrainConfig:
     scheduler: str = "plateau"  # plateau (factor 0.5, patience 2), cosine (warm restarts T0=5, Tmult=2, eta_min=1e-6), none
     class_weights: bool = False  # W_c = N / (m * freq_c) on the cross-entropy of softmax heads
     select: str = "entity_f1"  # validation metric for early stopping and model choice
+    precision: str = "fp32"  # bf16: training steps under bf16 autocast (weights and evaluation stay fp32)
     threads: int = (
         1  # torch threads; 1 measured fastest for these small recurrent steps (README); 0: torch's default
     )
@@ -56,6 +58,8 @@ class TrainConfig:
             raise ConfigError(f"--lr-preset must be one of {', '.join(LR_PRESETS)}")
         if self.scheduler not in SCHEDULERS:
             raise ConfigError(f"--scheduler must be one of {', '.join(SCHEDULERS)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}")
         if self.select not in SELECT_METRICS:
             raise ConfigError(f"--select must be one of {', '.join(SELECT_METRICS)}")
         unknown = sorted(set(self.lr) - set(COMPONENTS))
@@ -169,7 +173,8 @@ def _train(
         n_batches = -(-len(train_batcher.data) // config.batch_size)
         for step, batch in enumerate(train_batcher.batches(config.batch_size, generator)):
             optimizer.zero_grad(set_to_none=True)
-            loss = model.loss(batch, weights)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+                loss = model.loss(batch, weights)
             loss.backward()
             if config.clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)

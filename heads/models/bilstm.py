@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from heads.data import Batch
+from heads.dropout import Dropout
 from heads.tagger import HEADS, BiLSTM, Dims, HeadHyper, Tagger
 
 
@@ -30,7 +31,7 @@ class WordBiLSTM(Tagger):
 
     def __init__(self, tags: list[str], dims: Dims, hyper: WordBiLSTMHyper, modality: str = "text") -> None:
         super().__init__(tags, dims, hyper, modality)
-        self.drop = nn.Dropout(hyper.dropout)
+        self.drop = Dropout(hyper.dropout)
         self.embedding = nn.Embedding(dims.words, hyper.embedding, padding_idx=0)
         width = hyper.embedding
         if modality == "both":

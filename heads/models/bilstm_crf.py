@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from heads.data import Batch
+from heads.dropout import Dropout
 from heads.tagger import HEADS, BiLSTM, Dims, HeadHyper, Tagger
 
 
@@ -28,7 +29,7 @@ class BiLSTMCRF(Tagger):
 
     def __init__(self, tags: list[str], dims: Dims, hyper: BiLSTMCRFHyper, modality: str = "text") -> None:
         super().__init__(tags, dims, hyper, modality)
-        self.drop = nn.Dropout(hyper.dropout)
+        self.drop = Dropout(hyper.dropout)
         self.proj = (
             nn.Sequential(nn.Linear(dims.text, hyper.proj), nn.GELU()) if hyper.proj else nn.Identity()
         )

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from heads.data import Batch
+from heads.dropout import Dropout
 from heads.tagger import HEADS, BiLSTM, Dims, HeadHyper, Tagger
 
 
@@ -37,7 +38,7 @@ class CrossAttention(Tagger):
     ) -> None:
         super().__init__(tags, dims, hyper, modality)
         w = hyper.width
-        self.drop = nn.Dropout(hyper.dropout)
+        self.drop = Dropout(hyper.dropout)
         width = 0
         if modality in ("both", "text"):
             self.text_proj = nn.Sequential(nn.Linear(dims.text, w), nn.GELU())

@@ -15,12 +15,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from heads.data import Batch
+from heads.dropout import Dropout
 from heads.tagger import HEADS, BiLSTM, Dims, HeadHyper, Tagger
 
 
@@ -28,7 +30,9 @@ class SineReLU(nn.Module):
     """ReLU for x > 0, epsilon * (sin x - cos x) below (preprint eq. 12), epsilon = 0.0025."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.where(x > 0, x, 0.0025 * (torch.sin(x) - torch.cos(x)))
+        # sin x - cos x = sqrt(2) sin(x - pi/4): one transcendental instead of two
+        negative = torch.sin(x - math.pi / 4).mul_(0.0025 * math.sqrt(2))
+        return torch.where(x > 0, x, negative)
 
 
 class CharCNN(nn.Module):
@@ -46,7 +50,7 @@ class CharCNN(nn.Module):
             # padding k // 2 on both sides, cropped back to the word's length in forward: the
             # even kernels (2, 4) have no symmetric "same" padding.
             convs.append(nn.Conv1d(width, n, kernel, padding=kernel // 2))
-            posts.append(nn.Sequential(nn.GroupNorm(4, n), SineReLU(), nn.Dropout(dropout)))
+            posts.append(nn.Sequential(nn.GroupNorm(4, n), SineReLU(), Dropout(dropout)))
             width = n
         self.convs = nn.ModuleList(convs)
         self.posts = nn.ModuleList(posts)
@@ -101,7 +105,7 @@ class CWI(Tagger):
 
     def __init__(self, tags: list[str], dims: Dims, hyper: CWIHyper, modality: str = "both") -> None:
         super().__init__(tags, dims, hyper, modality)
-        self.drop = nn.Dropout(hyper.dropout)
+        self.drop = Dropout(hyper.dropout)
         self.chars = CharCNN(dims.chars, hyper.char_embedding)
         if dims.text:
             self.words = nn.Sequential(nn.Linear(dims.text, hyper.word), nn.GELU())

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from heads.data import Batch
+from heads.dropout import Dropout
 from heads.tagger import HEADS, BiLSTM, Dims, HeadHyper, Tagger
 
 
@@ -30,7 +31,7 @@ class LinearFusion(Tagger):
 
     def __init__(self, tags: list[str], dims: Dims, hyper: LinearFusionHyper, modality: str = "both") -> None:
         super().__init__(tags, dims, hyper, modality)
-        self.drop = nn.Dropout(hyper.dropout)
+        self.drop = Dropout(hyper.dropout)
         width = 0
         if modality in ("both", "text"):
             self.text_proj = nn.Linear(dims.text, dims.text // 2)

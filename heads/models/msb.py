@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from heads.data import Batch
+from heads.dropout import Dropout
 from heads.tagger import HEADS, Dims, HeadHyper, Tagger
 
 
@@ -29,7 +30,7 @@ class MultimodalSmallBert(Tagger):
 
     def __init__(self, tags: list[str], dims: Dims, hyper: MSBHyper, modality: str = "text") -> None:
         super().__init__(tags, dims, hyper, modality)
-        self.drop = nn.Dropout(hyper.dropout)
+        self.drop = Dropout(hyper.dropout)
         self.dense = (
             nn.Sequential(nn.Linear(dims.text, hyper.hidden), nn.GELU()) if hyper.hidden else nn.Identity()
         )

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from heads.data import Batch
+from heads.dropout import Dropout
 from heads.tagger import HEADS, BiLSTM, Dims, HeadHyper, Tagger
 
 
@@ -38,7 +39,7 @@ class PartialPrediction(Tagger):
     def __init__(self, tags: list[str], dims: Dims, hyper: PartialHyper, modality: str = "both") -> None:
         super().__init__(tags, dims, hyper, modality)
         k = len(tags)
-        self.drop = nn.Dropout(hyper.dropout)
+        self.drop = Dropout(hyper.dropout)
         inputs = 0
         if modality in ("both", "text"):
             self.text_proj = nn.Sequential(nn.Linear(dims.text, hyper.proj), nn.GELU())
