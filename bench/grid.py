@@ -210,7 +210,10 @@ def _head_configs(
     out: list[tuple[str, str, str | None, str | None, str]] = []
     if head == CRF_NAME:
         out.append((head, "text", None, None, "none"))
-        out += [(head, "text", t, None, "none") for t in texts]  # + KMeans ids of the vectors
+        if options.all or options.texts is not None:
+            # classic features + KMeans ids of the vectors: costly (two KMeans and nine CRF fits,
+            # about 5 min a cell here) and not image-derived, so only with --all or --text
+            out += [(head, "text", t, None, "none") for t in texts]
         return out
     cls = HEADS.get(head)
     hyper = cls.Hyper()

