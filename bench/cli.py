@@ -267,6 +267,7 @@ def heads_grid(
     done = store.done()
     todo = [c for c in cells if c.key not in done]
     from rich.console import Console
+    from rich.markup import escape
 
     err = Console(stderr=True)
     for skip in skips:
@@ -303,9 +304,10 @@ def heads_grid(
                         f"({line['wall_seconds']:.0f} s)"
                     )
                 else:
-                    bar.console.print(f"[red]failed[/] {name}: {line['error']}")
+                    bar.console.print(f"[red]failed[/] {escape(name)}: {escape(line['error'])}")
 
             wall = run_grid(todo, store, cache_root, runs, workers, threads, save_models, on_done)
+        _log_invocation(runs, started, len(todo), wall, workers, threads)
         err.print(
             f"ran {len(todo)} cells in {wall / 60:.1f} min (started {time.strftime('%H:%M', time.localtime(started))})"
         )
@@ -315,6 +317,7 @@ def heads_grid(
     lines = [line for key, line in store.done().items() if key in planned]
     failures = [line for key, line in store.failed().items() if key in planned]
     if not lines:
+        err.print("no finished cell of this grid in the store yet: nothing to report")
         raise typer.Exit(1 if failures else 0)
     results = summarise(lines)
     command = "bench " + shlex.join(sys.argv[1:])
@@ -323,21 +326,56 @@ def heads_grid(
         + (f", {len(failures)} failed" if failures else "")
         + f"; {workers} worker(s) x {threads} torch thread(s)."
     ]
-    if wall:
-        preamble.append(f"This invocation ran {len(todo)} cells in {wall / 60:.1f} minutes of wall time.")
+    for past in _invocations(runs):
+        preamble.append(
+            f"Invocation started {past['started']}: {past['cells']} cells in {past['wall_seconds'] / 60:.1f} min "
+            f"of wall time ({past['workers']} worker(s) x {past['threads']} thread(s))."
+        )
     paths = grid_report.write(results, skips, failures, runs / "report", command, preamble)
     from bench.grid_plots import write_plots
 
     pngs = write_plots(results, runs / "report")
     chosen = winners.write(results, runs / "winners.json", store.path)
     for reportable in grid_report.dataset_tables_for_console(results, command):
-        out.print(reportable.markdown())
+        out.print(reportable.markdown(), markup=False)
     for name, w in chosen["datasets"].items():  # type: ignore[union-attr]
-        out.print(f"winner {name}: {w['label']} dev {w['dev_entity_f1']} test {w['test_entity_f1']}")
+        out.print(escape(f"winner {name}: {w['label']} dev {w['dev_entity_f1']} test {w['test_entity_f1']}"))
     out.print(f"saved {paths['md']} (.json, .csv), {len(pngs)} plots, {runs / 'winners.json'}")
     if failures:
         err.print(f"[red]{len(failures)} cell(s) failed[/]; re-run the same command to retry them")
         raise typer.Exit(1)
+
+
+def _log_invocation(runs: Path, started: float, cells: int, wall: float, workers: int, threads: int) -> None:
+    """How long each training invocation took, kept beside the store for the report."""
+    import json
+    import time
+
+    line = {
+        "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(started)),
+        "cells": cells,
+        "wall_seconds": round(wall, 1),
+        "workers": workers,
+        "threads": threads,
+        "command": "bench " + shlex.join(sys.argv[1:]),
+    }
+    with (runs / "invocations.jsonl").open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(line) + "\n")
+
+
+def _invocations(runs: Path) -> list[dict]:
+    import json
+
+    path = runs / "invocations.jsonl"
+    if not path.exists():
+        return []
+    out = []
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(raw))
+        except json.JSONDecodeError:
+            continue
+    return out
 
 
 @app.command("grid-speed")

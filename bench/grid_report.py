@@ -41,16 +41,18 @@ def dataset_table(results: list[ConfigResult], dataset: str, command: str) -> Re
                 "rank": f"{r.rank} (winner)" if r.rank == 1 else str(r.rank),
                 "head": c["head"],
                 "modality": c["modality"],
-                "text": c["text"] or ("classic features" if c["head"] == "crf" else "word ids"),
+                "text": "-"
+                if c["modality"] == "image"
+                else c["text"] or ("classic features" if c["head"] == "crf" else "word ids"),
                 "context": c["context"],
                 "vision": c["vision"] or "-",
                 "seeds": len(r.seeds),
                 "dev entity F1": str(r.dev_f1),
                 "test entity F1": str(r.test_f1),
                 "test token macro F1": str(r.test_token_macro),
-                "train s": round(r.train_seconds.mean, 1),
-                "cell s": round(r.cell_seconds.mean, 1),
-                "epochs": round(r.epochs.mean, 1),
+                "train s": round(r.train_seconds.mean),
+                "cell s": round(r.cell_seconds.mean),
+                "epochs": f"{r.epochs.mean:.1f}" if r.epochs.mean else "-",
                 "peak MiB": round(r.peak_memory_mib),
             }
         )
@@ -60,7 +62,7 @@ def dataset_table(results: list[ConfigResult], dataset: str, command: str) -> Re
     cells = [s for r in results if r.dataset == dataset for s in [r.cell_seconds.mean] * len(r.seeds)]
     if cells:
         report.notes.append(
-            f"{sum(len(r.seeds) for r in results if r.dataset == dataset)} cells; median cell "
+            f"cells: {sum(len(r.seeds) for r in results if r.dataset == dataset)}; median cell "
             f"{statistics.median(cells):.0f} s, total {sum(cells) / 60:.1f} cell-minutes."
         )
     return report
@@ -137,7 +139,7 @@ def write(
             "Training: "
             + ", ".join(
                 f"{k}={train[k]}"
-                for k in ("epochs", "patience", "batch_size", "lr_preset", "select")
+                for k in ("epochs", "patience", "batch_size", "precision", "lr_preset", "select")
                 if k in train
             )
             + "; entity F1 = seqeval default mode (conlleval), micro; token macro F1 over BIO tags per word."
