@@ -147,7 +147,9 @@ def test_tiny_grid_runs_resumes_and_reports(
         "--seeds",
         "1",
         "--epochs",
-        "2",
+        "4",
+        "--batch-size",
+        "16",
         "--workers",
         "1",
         "--runs",
@@ -162,9 +164,10 @@ def test_tiny_grid_runs_resumes_and_reports(
     assert len(done) == 2
     for line in done.values():
         record = line["record"]
-        assert record["epochs_run"] <= 2 and record["peak_memory_mib"] > 0 and record["train_seconds"] > 0
-        assert record["metrics"]["test"]["entity_f1"] > 0
+        assert record["epochs_run"] <= 4 and record["peak_memory_mib"] > 0 and record["train_seconds"] > 0
+        assert line["cell"]["train"]["batch_size"] == 16 and line["cell"]["train"]["precision"] == "bf16"
         assert (Path(line["model"]) / "model.safetensors").is_file()
+    assert max(line["record"]["metrics"]["test"]["entity_f1"] for line in done.values()) > 0.2
     md = (runs / "report" / "heads-grid.md").read_text()
     assert "bilstm-crf" in md and "msb" in md and "Published reference numbers" in md
     for png in ("f1-" + DATASET, "learning-curves-" + DATASET, "confusion-" + DATASET, "cost-vs-f1"):
