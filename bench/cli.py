@@ -425,7 +425,7 @@ def grid_speed(
         raise typer.BadParameter(f"no cells for {dataset} with --head {head}")
     report = Report(
         "Grid throughput: parallel cells against threads",
-        ["workers x threads", "cells", "wall s", "cells per minute", "× baseline", "max |dev F1 change|"],
+        ["workers x threads", "cells", "wall s", "cells per minute", "× baseline", "max dev F1 change (abs)"],
         command="bench " + shlex.join(sys.argv[1:]),
     )
     baseline_wall: float | None = None
@@ -451,7 +451,7 @@ def grid_speed(
                 "wall s": round(wall, 1),
                 "cells per minute": round(60 * len(scores) / wall, 2),
                 "× baseline": round(baseline_wall / wall, 2),
-                "max |dev F1 change|": round(change, 2),
+                "max dev F1 change (abs)": round(change, 2),
             }
         )
         out.print(f"{setting}: {wall:.1f} s")
