@@ -138,9 +138,8 @@ def plan(index: EntryIndex, options: GridOptions) -> tuple[list[Cell], list[Skip
             continue
         cached_texts = sorted(t for t in contents.texts[dataset] if "none" in contents.texts[dataset][t])
         if options.texts is not None:
-            texts = []
+            texts = [t for t in options.texts if t in cached_texts]
             for t in options.texts:
-                (texts if t in cached_texts else []).append(t)
                 if t not in cached_texts:
                     skips.append(Skip(f"{dataset} --text {t}", f"no cached {t} features of {dataset}"))
         elif options.all:
@@ -152,6 +151,11 @@ def plan(index: EntryIndex, options: GridOptions) -> tuple[list[Cell], list[Skip
             visions = _one_per_kind(vision_kinds)
         else:
             visions = _wanted(options.visions, sorted(vision_kinds))
+            for v in options.visions or []:
+                if v not in vision_kinds:
+                    skips.append(
+                        Skip(f"{dataset} --vision {v}", f"no cached {v} image features of {dataset}")
+                    )
         configs: list[tuple[str, str, str | None, str | None, str]] = []
         for head in head_names:
             configs += _head_configs(head, dataset, texts, visions, vision_kinds, contents, options, skips)

@@ -127,6 +127,10 @@ def test_plan_reads_the_cache_and_gives_reasons_for_skips(mini: Mini) -> None:
     assert "reads image vectors" in reasons[f"{DATASET} linear --modality image"]
     assert "reads label words" in reasons[f"{DATASET} cwi --modality both"]
     assert "featurize hipe-de" in reasons["hipe-de"]
+    _, skips = plan(index, GridOptions(seeds=1, visions=["vit"], texts=["minilm", "mpnet"]))
+    reasons = {s.what: s.reason for s in skips}
+    assert "no cached vit image features" in reasons[f"{DATASET} --vision vit"]
+    assert "no cached mpnet features" in reasons[f"{DATASET} --text mpnet"]
 
 
 @pytest.mark.slow
