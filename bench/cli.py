@@ -278,7 +278,7 @@ def heads_grid(
     )
     if dry_run:
         for c in todo:
-            out.print(c.label)
+            out.print(c.label, markup=False)
         return
     wall = 0.0
     if todo and not report_only:
@@ -300,7 +300,7 @@ def heads_grid(
                 if line["status"] == "done":
                     m = line["record"]["metrics"]
                     bar.console.print(
-                        f"{name}: dev {100 * m['dev']['entity_f1']:.2f} test {100 * m['test']['entity_f1']:.2f} "
+                        f"{escape(name)}: dev {100 * m['dev']['entity_f1']:.2f} test {100 * m['test']['entity_f1']:.2f} "
                         f"({line['wall_seconds']:.0f} s)"
                     )
                 else:

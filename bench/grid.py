@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import heads.models  # noqa: F401  (registers the heads)
+from bench.grid_summary import config_label
 from featurize.cache.image_features import ImageFeatures
 from heads.crf_suite_run import NAME as CRF_NAME
 from heads.inputs import CONTEXTS, EntryIndex
@@ -59,16 +60,7 @@ class Cell:
 
     @property
     def label(self) -> str:
-        parts = [self.dataset, self.head]
-        if self.head in HEADS and len(HEADS.get(self.head).modalities) > 1:
-            parts.append(self.modality)
-        if self.modality != "image":
-            parts.append(self.text or ("classic" if self.head == CRF_NAME else "words"))
-        if self.context != "none":
-            parts.append(f"+{self.context}")
-        if self.vision:
-            parts.append(self.vision)
-        return " ".join(parts) + f" s{self.seed}"
+        return f"{self.dataset} {config_label(self.config())} s{self.seed}"
 
 
 @dataclass

@@ -5,6 +5,7 @@ file are made from. Test scores are carried along for reporting only; nothing is
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -47,18 +48,22 @@ class ConfigResult:
 
     @property
     def label(self) -> str:
-        """Short name for plots: head, [modality], text encoder, +context ctx, +vision."""
-        c = self.config
-        parts = [str(c["head"])]
-        if c["modality"] != "text" or c["head"] in ("linear", "partial", "cross-attention"):
-            parts.append(f"[{c['modality']}]")
-        if c["modality"] != "image":
-            parts.append(str(c["text"] or ("classic" if c["head"] == "crf" else "words")))
-        if c["context"] != "none":
-            parts.append(f"+{c['context']} ctx")
-        if c["vision"]:
-            parts.append(f"+{c['vision']}")
-        return " ".join(parts)
+        return config_label(self.config)
+
+
+def config_label(c: dict[str, object]) -> str:
+    """Short name of a configuration for plots and progress lines: head, [modality], text
+    encoder, +context ctx, +vision."""
+    parts = [str(c["head"])]
+    if c["modality"] != "text" or c["head"] in ("linear", "partial", "cross-attention"):
+        parts.append(f"[{c['modality']}]")
+    if c["modality"] != "image":
+        parts.append(str(c["text"] or ("classic" if c["head"] == "crf" else "words")))
+    if c["context"] != "none":
+        parts.append(f"+{c['context']} ctx")
+    if c["vision"]:
+        parts.append(f"+{c['vision']}")
+    return " ".join(parts)
 
 
 def _confusion_sum(tables: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
@@ -116,13 +121,9 @@ def summarise(lines: list[dict]) -> list[ConfigResult]:
 
 
 def _freeze(config: dict[str, object]) -> tuple:
-    import json
-
     return tuple((k, json.dumps(v, sort_keys=True) if isinstance(v, dict) else v) for k, v in config.items())
 
 
 def thaw_train(config: dict[str, object]) -> dict[str, object]:
-    import json
-
     train = config.get("train")
     return json.loads(train) if isinstance(train, str) else dict(train or {})  # type: ignore[arg-type]
