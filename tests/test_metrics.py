@@ -63,8 +63,7 @@ def test_span_opening_with_i_counts_in_default_mode_only() -> None:
     assert same["per_type"]["PER"]["support"] == 1
     # conlleval reads I-PER I-PER as the same PER(0-1) entity as B-PER I-PER
     assert entity_scores(gold, [["B-PER", "I-PER", "O"]])["f1"] == 1.0
-    with pytest.warns(RuntimeWarning):  # seqeval averages an empty report in strict mode
-        strict = entity_scores(gold, [["I-PER", "I-PER", "O"]], strict=True)
+    strict = entity_scores(gold, [["I-PER", "I-PER", "O"]], strict=True)
     assert (strict["precision"], strict["recall"], strict["f1"]) == (0.0, 0.0, 0.0)
     assert strict["per_type"] == {}
     # strict: the prediction B-PER I-PER is an entity the gold does not have -> P 0/1, R 0/0
@@ -173,6 +172,40 @@ def test_dev_scorer_agrees_with_seqeval_and_sklearn() -> None:
         assert fast["entity_f1"] == pytest.approx(f1_score(gold, pred, zero_division=0), abs=1e-12)
         assert fast["token_macro_f1"] == pytest.approx(token_macro_f1(gold, pred), abs=1e-12)
     assert DevScorer(GOLD).scores(PRED)["entity_f1"] == all_scores(GOLD, PRED)["entity_f1"]
+
+
+def test_entity_scores_equal_seqeval_public_functions() -> None:
+    """The one-pass counting returns seqeval's own numbers, in both modes, to the last bit."""
+    import random
+    import warnings
+
+    from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
+    from seqeval.scheme import IOB2
+
+    rng = random.Random(1)
+    tags = ["O", "O", "O", "B-PER", "I-PER", "B-LOC", "I-LOC", "I-ORG", "B-ORG", "B-MISC"]
+    for trial in range(60):
+        gold = [[rng.choice(tags) for _ in range(rng.randint(1, 9))] for _ in range(12)]
+        pred = [[rng.choice(tags) for _ in seq] for seq in gold]
+        if trial % 10 == 0:
+            pred = [list(seq) for seq in gold]
+        for strict in (False, True):
+            mode = {"mode": "strict", "scheme": IOB2} if strict else {}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                report = classification_report(gold, pred, output_dict=True, zero_division=0, **mode)
+                expected = (
+                    precision_score(gold, pred, zero_division=0, **mode),
+                    recall_score(gold, pred, zero_division=0, **mode),
+                    f1_score(gold, pred, zero_division=0, **mode),
+                )
+            ours = entity_scores(gold, pred, strict=strict)
+            assert (ours["precision"], ours["recall"], ours["f1"]) == expected
+            assert ours["per_type"] == {
+                name: {k: float(v) for k, v in row.items()}
+                for name, row in report.items()
+                if not name.endswith("avg")
+            }
 
 
 def test_entity_confusion_by_hand() -> None:
