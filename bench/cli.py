@@ -464,6 +464,141 @@ def grid_speed(
     out.print(f"saved {md} (.json, .csv)")
 
 
+@app.command("llm")
+def llm(
+    dataset: Annotated[
+        str, typer.Option("--dataset", help="A named dataset or a path (with --format in featurize).")
+    ] = "t17",
+    split: Annotated[str, typer.Option("--split", help="Split to tag and score.")] = "test",
+    base_url: Annotated[
+        str,
+        typer.Option(
+            "--base-url",
+            help="OpenAI-compatible endpoint (…/v1), or 'local': start llama-cpp-python's server with SmolLM2-135M here.",
+        ),
+    ] = "local",
+    model: Annotated[
+        str, typer.Option("--model", help="Model name the server knows (default with 'local': its SmolLM2).")
+    ] = "",
+    api_key_env: Annotated[
+        str,
+        typer.Option(
+            "--api-key-env", help="Environment variable holding the API key (never written anywhere)."
+        ),
+    ] = "OPENAI_API_KEY",
+    shots: Annotated[
+        int, typer.Option("--shots", help="Few-shot examples from train, fixed by --seed.", min=0)
+    ] = 0,
+    context: Annotated[
+        str, typer.Option("--context", help="none, or captions: the image's BLIP-2 caption as text.")
+    ] = "none",
+    image_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--image-dir", help="Send each example's image as an image part (servers that take images)."
+        ),
+    ] = None,
+    image_map: Annotated[
+        Path | None, typer.Option("--image-map", help="Image id -> file map, as in featurize.")
+    ] = None,
+    template: Annotated[
+        Path | None,
+        typer.Option("--template", help="Prompt template file (default bench/prompts/thesis.txt)."),
+    ] = None,
+    retries: Annotated[
+        int, typer.Option("--retries", help="Retries of an invalid answer before it counts as all-O.", min=0)
+    ] = 2,
+    structured: Annotated[
+        str,
+        typer.Option(
+            "--structured", help="auto, json_schema, json_object or off (structured-output request)."
+        ),
+    ] = "auto",
+    concurrency: Annotated[int, typer.Option("--concurrency", help="Requests in flight at once.", min=1)] = 4,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per request.")] = 120.0,
+    attempts: Annotated[
+        int,
+        typer.Option(
+            "--attempts", help="HTTP attempts per request on 429/5xx/time-outs (exponential back-off).", min=1
+        ),
+    ] = 6,
+    max_tokens: Annotated[
+        int, typer.Option("--max-tokens", help="Answer length limit (0: 24 + 12 per word).", min=0)
+    ] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Fixes the few-shot examples and the server's sampling seed.")
+    ] = 0,
+    limit: Annotated[int, typer.Option("--limit", help="Tag only the first N examples (0: all).", min=0)] = 0,
+    threads: Annotated[
+        int, typer.Option("--threads", help="CPU threads of the local server (0: all cores).", min=0)
+    ] = 0,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Root of the named datasets.")] = None,
+    output: Annotated[
+        Path, typer.Option("--out", help="Folder for answers cache, predictions and report.")
+    ] = Path("runs/bench-llm"),
+) -> None:
+    """Prompt a chat model to tag every word; score it like the heads (entity micro F1, token macro F1)."""
+    from bench.llm_baseline import LLMRunConfig, run_llm_baseline
+    from bench.llm_client import ChatClient, ServerError
+    from bench.llm_server import LOCAL_MODEL, LocalServer
+
+    config = LLMRunConfig(
+        dataset=dataset,
+        split=split,
+        base_url=base_url,
+        model=model,
+        api_key_env=api_key_env,
+        shots=shots,
+        context=context,
+        image_dir=image_dir,
+        image_map=image_map,
+        template=template,
+        seed=seed,
+        retries=retries,
+        concurrency=concurrency,
+        timeout=timeout,
+        attempts=attempts,
+        structured=structured,
+        max_tokens=max_tokens,
+        limit=limit,
+        data_dir=data_dir,
+        out=output,
+    )
+
+    def client_for(url: str, name: str, identity: str | None = None) -> ChatClient:
+        return ChatClient(
+            url,
+            name,
+            output / "cache",
+            server_identity=identity,
+            api_key_env=api_key_env,
+            timeout=timeout,
+            attempts=attempts,
+            structured=structured,
+            seed=seed,
+        )
+
+    if base_url == "local":
+        name = model or LOCAL_MODEL
+        with LocalServer(alias=name, threads=threads or None) as server:
+            out.print(f"llama_cpp.server with {server.model_path.name} at {server.base_url}")
+            try:
+                identity = f"llama_cpp.server:{server.model_path.name}"
+                row = run_llm_baseline(config, out, client_for(server.base_url, name, identity))
+            except ServerError as err:
+                raise server.explain(err) from None
+    else:
+        if not model:
+            raise typer.BadParameter("name the server's model with --model", param_hint="--model")
+        row = run_llm_baseline(config, out, client_for(base_url, model))
+    out.print(
+        f"{row['dataset']}/{row['split']} {row['model']}: entity F1 {row['entity F1']:.2f}, token macro F1 "
+        f"{row['token macro F1']:.2f}; {row['failed (all-O)']} of {row['examples']} without a valid answer "
+        f"(all-O), {row['retries']} retries, {row['requests']} requests, {row['cached answers']} cached"
+    )
+    out.print(f"saved {row['report']} (.json, .csv) and {row['predictions']}")
+
+
 @app.callback()
 def _root() -> None:
     """Benchmarks share one report format (Markdown + JSON under runs/)."""
