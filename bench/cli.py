@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import shlex
 import sys
+from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -597,6 +598,295 @@ def llm(
         f"(all-O), {row['retries']} retries, {row['requests']} requests, {row['cached answers']} cached"
     )
     out.print(f"saved {row['report']} (.json, .csv) and {row['predictions']}")
+
+
+@app.command("finetune")
+def finetune(
+    dataset: Annotated[str, typer.Option("--dataset", help="The cached dataset (t17, t15, ...).")],
+    best: Annotated[
+        bool,
+        typer.Option("--best", help="Take the combination the grid chose on validation (RUNS winners.json)."),
+    ] = False,
+    winners_path: Annotated[
+        Path, typer.Option("--winners", help="The grid's winner file read by --best.")
+    ] = Path("runs/bench-heads/winners.json"),
+    head: Annotated[str | None, typer.Option("--head", help="The head (overrides the winner's).")] = None,
+    modality: Annotated[str | None, typer.Option("--modality", help="both, text or image.")] = None,
+    text: Annotated[
+        str | None,
+        typer.Option("--text", help="Text encoder(s), as in heads train (overrides the winner's)."),
+    ] = None,
+    vision: Annotated[str | None, typer.Option("--vision", help="Vision encoder, or none.")] = None,
+    context: Annotated[str | None, typer.Option("--context", help="none, captions or labels.")] = None,
+    seeds: Annotated[
+        int, typer.Option("--seeds", help="Seeds 0..N-1, each frozen and fine-tuned.", min=1)
+    ] = 1,
+    epochs: Annotated[int, typer.Option("--epochs", help="Most fine-tuning epochs.", min=1)] = 8,
+    patience: Annotated[
+        int, typer.Option("--patience", help="Epochs without a better dev entity F1 before stopping.", min=1)
+    ] = 3,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Examples per micro-batch.", min=1)] = 16,
+    accumulate: Annotated[
+        int, typer.Option("--accumulate", help="Micro-batches per optimizer step.", min=1)
+    ] = 1,
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method", help="full, lora, or auto: LoRA for decoders (Llama family), full otherwise."
+        ),
+    ] = "auto",
+    lr_preset: Annotated[
+        str,
+        typer.Option(
+            "--lr-preset", help="auto (thesis for full, thesis-llama for LoRA), thesis or thesis-llama."
+        ),
+    ] = "auto",
+    lr: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--lr", help="component=rate, repeatable (text, vision, fusion, inner_lstm, crf, dense)."
+        ),
+    ] = None,
+    warmup: Annotated[
+        float, typer.Option("--warmup", help="Share of optimizer steps warming up linearly.")
+    ] = 0.1,
+    schedule: Annotated[
+        str, typer.Option("--schedule", help="After warm-up: linear, constant or plateau.")
+    ] = "linear",
+    clip: Annotated[float, typer.Option("--clip", help="Max gradient norm (0: off).")] = 1.0,
+    precision: Annotated[
+        str, typer.Option("--precision", help="auto (bf16 autocast where native), bf16 or fp32.")
+    ] = "auto",
+    gradient_checkpointing: Annotated[
+        bool,
+        typer.Option(
+            "--gradient-checkpointing", help="Recompute encoder activations in backward (less memory)."
+        ),
+    ] = False,
+    train_vision: Annotated[
+        bool,
+        typer.Option("--train-vision", help="Unfreeze the vision encoder (heads that read image vectors)."),
+    ] = False,
+    init: Annotated[
+        str,
+        typer.Option("--init", help="frozen: start from the frozen-feature head of the same seed; random."),
+    ] = "frozen",
+    lora_r: Annotated[int, typer.Option("--lora-r", help="LoRA rank.", min=1)] = 2,
+    lora_alpha: Annotated[int, typer.Option("--lora-alpha", help="LoRA alpha.", min=1)] = 16,
+    lora_dropout: Annotated[float, typer.Option("--lora-dropout", help="LoRA dropout.")] = 0.1,
+    lora_targets: Annotated[
+        str | None,
+        typer.Option(
+            "--lora-targets", help="Module names, comma-separated (default: peft's for the architecture)."
+        ),
+    ] = None,
+    weights_format: Annotated[
+        str,
+        typer.Option("--weights-format", help="A LoRA base's weights: auto (as cached), fp32, bf16 or 8bit."),
+    ] = "auto",
+    merge: Annotated[
+        bool, typer.Option("--merge", help="Also save LoRA adapters merged into an fp32 base.")
+    ] = False,
+    max_minutes: Annotated[
+        float | None, typer.Option("--max-minutes", help="Stop after the epoch that would pass this budget.")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Train on the first N training examples (smoke runs).")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="auto (a GPU when present), cpu or cuda.")] = "auto",
+    runs: Annotated[Path, typer.Option("--runs", help="Folder of the run store, models and report.")] = Path(
+        "runs/bench-finetune"
+    ),
+    cache: Annotated[
+        Path | None,
+        typer.Option("--cache-dir", help="The feature store (default $MNER_CACHE_DIR, else ./cache)."),
+    ] = None,
+) -> None:
+    """Fine-tune the grid's winner end to end and compare it with its frozen-feature head.
+
+    Per seed: the head on cached features (a `bench heads` cell, found again if the store has
+    it), then that head on the live encoder(s), trained end to end and chosen on dev entity F1.
+    Writes RUNS/runs.jsonl, RUNS/models/<key> (a run folder `heads predict --model` takes) and
+    RUNS/report/finetune.{md,json,csv}. Re-running the same command trains nothing twice.
+    """
+    import os
+    import time
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from bench import finetune_bench
+    from bench.finetune import FinetuneConfig
+    from bench.finetune import Progress as TrainProgress
+    from bench.finetune import run as run_finetune
+    from bench.grid import models_folder
+    from bench.grid_runner import run_cell
+    from bench.run_store import RunStore
+    from featurize.errors import ConfigError
+    from featurize.text.trainable import LoraSettings
+    from heads.experiment import RunSpec
+    from heads.train import TrainConfig
+
+    rates: dict[str, float] = {}
+    for item in lr or []:
+        name, _, value = item.partition("=")
+        try:
+            rates[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"--lr {item!r}: expected component=rate, e.g. text=1e-5") from None
+    targets = tuple(t.strip() for t in lora_targets.split(",") if t.strip()) if lora_targets else None
+    settings = dict(
+        epochs=epochs,
+        patience=patience,
+        batch_size=batch_size,
+        accumulate=accumulate,
+        method=method,
+        lr_preset=lr_preset,
+        lr=rates,
+        warmup=warmup,
+        schedule=schedule,
+        clip=clip,
+        precision=precision,
+        gradient_checkpointing=gradient_checkpointing,
+        train_vision=train_vision,
+        init=init,
+        lora=LoraSettings(lora_r, lora_alpha, lora_dropout, targets),
+        weights_format=weights_format,
+        max_minutes=max_minutes,
+        limit=limit,
+        device=device,
+        merge=merge,
+    )
+    FinetuneConfig(**settings)  # every option checked before anything runs
+    cache_root = cache or Path(os.environ.get("MNER_CACHE_DIR", "cache"))
+    choice = finetune_bench.choose(dataset, best, winners_path, head, modality, text, vision, context)
+    command = "bench " + shlex.join(sys.argv[1:])
+    out.print(
+        f"[bold]{dataset}[/]: {choice.head} [{choice.modality}] text {choice.text} context {choice.context} "
+        f"vision {choice.vision or '-'} ({choice.source})"
+    )
+    store = RunStore(runs / "runs.jsonl")
+    done = store.done()
+
+    def note(message: str) -> None:
+        out.print(f"  {message}", highlight=False)
+
+    for seed in range(seeds):
+        cell = finetune_bench.frozen_cell(choice, seed)
+        frozen_dir = models_folder(runs, cell)
+        if cell.key not in done or not (frozen_dir / "config.json").is_file():
+            out.print(f"seed {seed}: frozen-feature head ({choice.head} on cached {choice.text} features)")
+            line = run_cell(asdict(cell), str(cache_root), str(runs), True)
+            if line["status"] != "done":
+                raise ConfigError(f"the frozen-feature head failed: {line['error']}")
+            store.append(line)
+            done[cell.key] = line
+        frozen_line = done[cell.key]
+        test_f1 = 100 * frozen_line["record"]["metrics"]["test"]["entity_f1"]
+        out.print(f"seed {seed}: frozen head test entity F1 {test_f1:.2f}")
+        config = FinetuneConfig(seed=seed, **settings)
+        key = finetune_bench.tuned_key(cell, config)
+        if key in done:
+            out.print(f"seed {seed}: fine-tuned run {key} already in {store.path}: not trained again")
+            continue
+        spec = RunSpec(
+            head=choice.head,
+            inputs=finetune_bench.inputs_of(choice),
+            modality=choice.modality,
+            train=TrainConfig(**(choice.train | {"seed": seed})),
+        )
+        folder = runs / "models" / key
+
+        bars: list[Progress] = []
+
+        def progress_for(total: int, seed: int = seed, bars: list[Progress] = bars) -> TrainProgress:
+            bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("steps"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[status]}"),
+                console=out,
+                transient=False,
+            )
+            task = bar.add_task(f"fine-tuning s{seed}", total=total, status="")
+            bars.append(bar)
+            state: dict[str, Any] = {"started": False, "dev": "", "t0": time.perf_counter()}
+
+            every = max(1, total // 40)  # a log (no terminal) gets a line every 2.5 %
+
+            def on_step(step: int, loss: float) -> None:
+                if not out.is_terminal:
+                    if step % every == 0 or step == total:
+                        spent = time.perf_counter() - state["t0"]
+                        eta = spent / step * (total - step)
+                        out.print(
+                            f"  step {step}/{total}, loss {loss:.3f}, {spent / 60:.1f} min, "
+                            f"ETA {eta / 60:.1f} min (all {total // max(1, epochs)} steps x {epochs} epochs)",
+                            highlight=False,
+                        )
+                    return
+                if not state["started"]:
+                    bar.start()
+                    state["started"] = True
+                bar.update(task, completed=step, status=f"loss {loss:.3f}{state['dev']}")
+
+            def on_epoch(row: dict[str, float]) -> None:
+                state["dev"] = f" · dev F1 {100 * row['dev_entity_f1']:.2f} (epoch {int(row['epoch'])})"
+                if row["epoch"] == 0:
+                    state["t0"] = time.perf_counter()  # the ETA counts training steps only
+                bar.update(task, status=state["dev"].lstrip(" ·"))
+                loss = "the head it starts from" if row["epoch"] == 0 else f"train loss {row['train_loss']:.3f}"
+                bar.console.print(
+                    f"  epoch {int(row['epoch'])}: dev entity F1 {100 * row['dev_entity_f1']:.2f}, "
+                    f"token macro F1 {100 * row['dev_token_macro_f1']:.2f}, {loss}, "
+                    f"{row['seconds'] / 60:.1f} min",
+                    highlight=False,
+                )
+
+            def on_note(message: str) -> None:
+                bar.console.print(f"  {message}", highlight=False)
+
+            return TrainProgress(total, on_step, on_epoch, on_note)
+
+        started = time.perf_counter()
+        try:
+            record = run_finetune(spec, config, cache_root, folder, frozen_dir, progress_for, note)
+        finally:
+            for bar in bars:
+                bar.stop()
+        tuned_cell = asdict(cell) | {
+            "train": finetune_bench.tuned_train(config, record["fine_tune"].get("method"))
+        }
+        line = {
+            "key": key,
+            "status": "done",
+            "cell": tuned_cell,
+            "model": str(folder),
+            "wall_seconds": time.perf_counter() - started,
+            "record": record,
+        }
+        store.append(line)
+        done[key] = line
+        m = record["metrics"]
+        out.print(
+            f"seed {seed}: fine-tuned dev entity F1 {100 * m['dev']['entity_f1']:.2f}, test {100 * m['test']['entity_f1']:.2f} "
+            f"(best epoch {record['best_epoch']} of {record['epochs_run']}; {record['train_seconds'] / 60:.1f} min); saved {folder}"
+        )
+    mine = [line for line in store.done().values() if line["cell"]["dataset"] == dataset]
+    paths = finetune_bench.write(mine, runs / "report", command, [f"Combination: {choice.source}."])
+    for table in finetune_bench.report(mine, command, []):
+        out.print(table.markdown(), highlight=False)
+    out.print(f"report: {paths['md']}")
 
 
 @app.callback()

@@ -272,7 +272,9 @@ def evaluate(
 
 @app.command()
 def predict(
-    model: Annotated[Path, typer.Option("--model", help="A run folder written by `heads train`.")],
+    model: Annotated[
+        Path, typer.Option("--model", help="A run folder written by `heads train` or `bench finetune`.")
+    ],
     text: Annotated[
         list[str] | None,
         typer.Option(
@@ -313,9 +315,18 @@ def predict(
         typer.Option("--image-map", help="<image id><TAB><path under --images>, as in featurize."),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="Encoders on auto, cpu or cuda.")] = "auto",
+    lora_weights: Annotated[
+        str,
+        typer.Option(
+            "--lora-weights",
+            help="A LoRA fine-tuned model: its adapter on the base it names (adapter), or the copy "
+            "merged into fp32 weights (merged; saved with `bench finetune --merge`).",
+        ),
+    ] = "adapter",
     cache: CacheDir = None,
 ) -> None:
-    """Tag new text (and images): run the encoders the head was trained on, print entities."""
+    """Tag new text (and images): run the encoders the head was trained on (a fine-tuned
+    model's own encoders), print entities."""
     import sys
 
     from rich.console import Console
@@ -329,7 +340,7 @@ def predict(
     def note(message: str) -> None:
         err.print(f"note: {message}", style="yellow", markup=False, highlight=False, soft_wrap=True)
 
-    predictor = Predictor(model, cache_dir(cache), device, note)
+    predictor = Predictor(model, cache_dir(cache), device, note, lora_weights)
     inputs = collect_inputs(
         text,
         input_file,

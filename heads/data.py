@@ -39,6 +39,9 @@ class SplitData:
     patches: list[np.ndarray | None] | None = None  # per example (P, Dv) or None
     label_ids: np.ndarray | None = None  # (n_examples, 5) ImageNet class id + 1, 0 where absent
     entries: dict[str, str] = field(default_factory=dict)  # role -> cache key
+    # The raw inputs behind the cached features, for fine-tuning the encoders end to end:
+    contexts: list[str | None] | None = None  # per example, its second segment (--context)
+    image_files: list[list[str]] | None = None  # per example, its decoded image files
 
     def __len__(self) -> int:
         return len(self.words)
@@ -75,12 +78,34 @@ def load_split(index: EntryIndex, spec: InputSpec, split: str, need_patches: boo
             texts[0].features if len(texts) == 1 else np.concatenate([t.features for t in texts], axis=1)
         )
         data = SplitData(split, words, tags, list(first.example_ids), features, first.offsets.copy())
+        if spec.context == "captions":
+            data.contexts = list(first.captions)
+        elif spec.context == "labels":
+            data.contexts = _label_contexts(index, spec, split, first.example_ids)
     else:
         data = _words_only(index, spec, split)
     data.entries = entries | data.entries
     if spec.vision:
         _attach_images(index, spec, split, data, need_patches)
     return data
+
+
+def _label_contexts(
+    index: EntryIndex, spec: InputSpec, split: str, example_ids: list[str]
+) -> list[str | None]:
+    """The label words featurize put after each example (``--context labels``), from the split's
+    ``labels`` image entry, formatted as featurize formats them."""
+    from featurize.pipeline import _label_words
+
+    info = index.image_entry(InputSpec(spec.dataset, vision="labels"), split)
+    if info is None:
+        return [None] * len(example_ids)
+    labels = ImageFeatures.load(info.path)
+    position = {eid: i for i, eid in enumerate(labels.example_ids)}
+    return [
+        (_label_words(labels.label_words(position[eid])) or None) if eid in position else None
+        for eid in example_ids
+    ]
 
 
 def _words_and_tags(text: TextFeatures) -> tuple[list[list[str]], list[list[str]]]:
@@ -127,6 +152,10 @@ def _attach_images(
     images = ImageFeatures.load(info.path)
     data.entries[f"vision:{spec.vision}"] = info.key
     position = {eid: i for i, eid in enumerate(images.example_ids)}
+    data.image_files = [
+        [images.files[k] for k in images.images_of(position[eid])] if eid in position else []
+        for eid in data.example_ids
+    ]
     if "pooled" in images.arrays:
         data.image = np.zeros((n, images.arrays["pooled"].shape[1]), dtype=np.float32)
     if need_patches:

@@ -19,7 +19,7 @@ import heads.models  # noqa: F401  (registers the heads)
 from featurize.build import library_versions, peak_memory_mib
 from featurize.errors import ConfigError
 from featurize.labels import tag_order as order_tags
-from heads import checkpoint
+from heads import checkpoint, finetuned
 from heads.data import Batcher, SplitData, fill_missing_image_dims, load_split
 from heads.inputs import EntryIndex, InputSpec
 from heads.metrics import METRIC_NOTES
@@ -157,6 +157,8 @@ def evaluate_saved(folder: Path, cache_root: Path, splits: tuple[str, ...]) -> t
     if inputs.vision:
         fill_missing_image_dims(list(data.values()), model.dims.image or None)
     vocab = checkpoint.vocabularies(config)
+    if finetuned.info(config):  # its own encoders: the cached features are the base's, not its own
+        data = {s: finetuned.featurized(folder, d, cache_root) for s, d in data.items()}
     scores = {}
     for s, d in data.items():
         checkpoint.check_dims(config, d.text_dim, d.image_dim)

@@ -566,8 +566,9 @@ class Predictor:
         cache_root: Path | None = None,
         device: str = "auto",
         note: Note | None = None,
+        lora_weights: str = "adapter",
     ) -> None:
-        from heads import checkpoint
+        from heads import checkpoint, finetuned
         from heads.crf_suite_run import MARKER, is_crfsuite_folder
         from heads.inputs import InputSpec
 
@@ -579,6 +580,8 @@ class Predictor:
             raise ConfigError(f"{self.folder}: no such run folder (give a folder written by `heads train`)")
         self.crfsuite: Any = None
         self.model: Any = None
+        self.lora_weights = lora_weights
+        self.fine_tuned: dict[str, Any] | None = None
         if is_crfsuite_folder(self.folder):
             from heads.crf_suite import CrfSuiteTagger
 
@@ -600,7 +603,9 @@ class Predictor:
             self.needs = type(self.model).needs(self.model.hyper, self.model.modality, bool(self.inputs.text))
             self.head = str(self.config.get("head"))
             self.vocab = checkpoint.vocabularies(self.config)
+            self.fine_tuned = finetuned.info(self.config)
         self.identity = self._identities()
+        self._own: dict[str, Any] = {}  # a fine-tuned run's encoders: never shared with other runs
 
     # -- what the head was trained on --------------------------------------------------
     def _identities(self) -> dict[str, dict[str, Any]]:
@@ -654,11 +659,24 @@ class Predictor:
             parts.append(f"context {self.inputs.context}")
         if self.needs & IMAGE_NEEDS:
             parts.append(f"vision {self.inputs.vision}")
-        return f"{self.head} trained on {self.dataset} ({', '.join(parts)})"
+        from heads.finetuned import describe
+
+        tuned = describe(self.config)
+        return f"{self.head}{' ' + tuned if tuned else ''} trained on {self.dataset} ({', '.join(parts)})"
 
     # -- encoders ------------------------------------------------------------------------
     def text_encoder(self, name: str) -> Any:
         identity = self.identity.get(f"text:{name}", {})
+        tuned = (self.fine_tuned or {}).get("text", {}).get(name)
+        if tuned is not None:  # a fine-tuned run's own encoder: loaded once per Predictor
+            from heads.finetuned import text_encoder
+
+            key = f"tuned:text:{name}"
+            if key not in self._own:
+                self._own[key] = text_encoder(
+                    self.folder, name, identity, tuned, self.device, self.lora_weights
+                )
+            return self._own[key]
         key = json.dumps(["text", name, identity, self.device], sort_keys=True, default=str)
         if key not in _ENCODERS:
             _ENCODERS[key] = build_text_encoder_like(name, identity, self.device)
@@ -666,6 +684,15 @@ class Predictor:
 
     def vision_encoder(self, name: str, patches: bool = False) -> Any:
         identity = self.identity.get(f"vision:{name}", {})
+        tuned = (self.fine_tuned or {}).get("vision")
+        if tuned and tuned.get("name") == name:
+            from heads.finetuned import load_vision_weights
+
+            key = f"tuned:vision:{name}:{patches}"
+            if key not in self._own:
+                encoder = build_vision_encoder_like(name, identity, patches, self.device)
+                self._own[key] = load_vision_weights(self.folder, encoder, tuned)
+            return self._own[key]
         key = json.dumps(["vision", name, identity, patches, self.device], sort_keys=True, default=str)
         if key not in _ENCODERS:
             _ENCODERS[key] = build_vision_encoder_like(name, identity, patches, self.device)

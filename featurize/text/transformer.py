@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -117,6 +117,21 @@ class WordFeatureOptions:
             "precision": "bf16" if self.use_bf16 else "fp32",
             **({"weights_format": self.weights_format} if self.weights_format != "fp32" else {}),
         }
+
+
+@dataclass
+class EncodePlan:
+    """What :meth:`TransformerWordEncoder.plan` returns: per sentence its words' subword ids
+    (``pieces``), its context's ids and its concatenated ids (``flat``); per model input
+    (``jobs``: sentence, first and end subword) the words it owns; per sentence and subword
+    the job whose output is kept (``owners``)."""
+
+    pieces: list[list[list[int]]]
+    context_ids: list[list[int] | None]
+    jobs: list[tuple[int, int, int]] = field(default_factory=list)
+    owners: list[list[int]] = field(default_factory=list)
+    flat: list[list[int]] = field(default_factory=list)
+    words_per_job: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -275,6 +290,72 @@ class TransformerWordEncoder:
             out[i] = ids or None
         return out
 
+    def plan(self, sentences: list[list[str]], contexts: list[str | None] | None = None) -> EncodePlan:
+        """Subwords of every word, and the model inputs (windows) that read them: shared by
+        :meth:`encode` and the trainable path (featurize/text/trainable.py), so a fine-tuned
+        encoder sees exactly the inputs its cached features came from."""
+        self.load()
+        context_ids = self._context_ids(contexts, len(sentences))
+        pieces = self._word_pieces(sentences)
+        plan = EncodePlan(pieces, context_ids)
+        for s, word_pieces in enumerate(pieces):
+            ids = [t for p in word_pieces for t in p]
+            capacity, stride = self._window_size(context_ids[s])
+            windows, owner = plan_windows(len(ids), capacity, stride)
+            first_job = len(plan.jobs)
+            plan.jobs.extend((s, w.start, w.end) for w in windows)
+            plan.owners.append([first_job + o for o in owner])
+            plan.flat.append(ids)
+            counts = [0] * len(windows)
+            position = 0
+            for p in word_pieces:
+                counts[owner[position]] += 1
+                position += len(p)
+            plan.words_per_job.extend(counts)
+            if len(windows) > 1:
+                self.stats.windowed_examples += 1
+            self.stats.windows += len(windows)
+            self.stats.words += len(word_pieces)
+        return plan
+
+    def batch_inputs(self, plan: EncodePlan, batch: list[int]) -> dict[str, Any]:
+        """Padded model inputs (CPU tensors) of the windows ``batch`` of ``plan``."""
+        import torch
+
+        inputs = [
+            self._input(
+                plan.flat[plan.jobs[j][0]][plan.jobs[j][1] : plan.jobs[j][2]],
+                plan.context_ids[plan.jobs[j][0]],
+            )
+            for j in batch
+        ]
+        pad = self._tokenizer.pad_token_id
+        if pad is None:
+            pad = self._tokenizer.eos_token_id or 0
+        width = max(len(x[0]) for x in inputs)
+        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        types = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, (ids, second) in enumerate(inputs):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            mask[row, : len(ids)] = 1
+            if second is not None and self._second_type:
+                types[row, second : len(ids)] = self._second_type
+        out = {"input_ids": input_ids, "attention_mask": mask}
+        if self._second_type:
+            out["token_type_ids"] = types
+        return out
+
+    def skip(self, plan: EncodePlan, job: int) -> int:
+        """Special tokens before the first word of window ``job``."""
+        return len(self._prefix if plan.context_ids[plan.jobs[job][0]] is None else self._pair_prefix)
+
+    def mix_layers(self, hidden: Any) -> Any:
+        """The configured hidden states, averaged (``--layers``)."""
+        import torch
+
+        return torch.stack([hidden[i] for i in self._layers]).float().mean(0)
+
     def encode(
         self,
         sentences: list[list[str]],
@@ -290,66 +371,22 @@ class TransformerWordEncoder:
         import torch
 
         self.load()
-        context_ids = self._context_ids(contexts, len(sentences))
-        pieces = self._word_pieces(sentences)
-        # Each window is one model input: (sentence, start, end); remember who reads what.
-        jobs: list[tuple[int, int, int]] = []
-        owners: list[list[int]] = []
-        flat: list[list[int]] = []
-        words_per_job: list[int] = []
-        for s, word_pieces in enumerate(pieces):
-            ids = [t for p in word_pieces for t in p]
-            capacity, stride = self._window_size(context_ids[s])
-            windows, owner = plan_windows(len(ids), capacity, stride)
-            first_job = len(jobs)
-            jobs.extend((s, w.start, w.end) for w in windows)
-            owners.append([first_job + o for o in owner])
-            flat.append(ids)
-            counts = [0] * len(windows)
-            position = 0
-            for p in word_pieces:
-                counts[owner[position]] += 1
-                position += len(p)
-            words_per_job.extend(counts)
-            if len(windows) > 1:
-                self.stats.windowed_examples += 1
-            self.stats.windows += len(windows)
-            self.stats.words += len(word_pieces)
-
+        plan = self.plan(sentences, contexts)
+        pieces, jobs, flat = plan.pieces, plan.jobs, plan.flat
+        owners, words_per_job = plan.owners, plan.words_per_job
         order = list(range(len(jobs)))
         if self.options.sort_by_length:
             order.sort(key=lambda j: jobs[j][2] - jobs[j][1], reverse=True)
         outputs: list[np.ndarray | None] = [None] * len(jobs)
-        pad = self._tokenizer.pad_token_id
-        if pad is None:
-            pad = self._tokenizer.eos_token_id or 0
         autocast = torch.autocast(self._device.type, dtype=torch.bfloat16, enabled=self.options.use_bf16)
         with torch.inference_mode(), autocast:
             for begin in range(0, len(order), self.options.batch_size):
                 batch = order[begin : begin + self.options.batch_size]
-                inputs = [
-                    self._input(flat[jobs[j][0]][jobs[j][1] : jobs[j][2]], context_ids[jobs[j][0]])
-                    for j in batch
-                ]
-                width = max(len(x[0]) for x in inputs)
-                input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(batch), width), dtype=torch.long)
-                types = torch.zeros((len(batch), width), dtype=torch.long)
-                for row, (ids, second) in enumerate(inputs):
-                    input_ids[row, : len(ids)] = torch.tensor(ids)
-                    mask[row, : len(ids)] = 1
-                    if second is not None and self._second_type:
-                        types[row, second : len(ids)] = self._second_type
-                extra = {"token_type_ids": types.to(self._device)} if self._second_type else {}
-                hidden = self._model(
-                    input_ids=input_ids.to(self._device),
-                    attention_mask=mask.to(self._device),
-                    output_hidden_states=True,
-                    **extra,
-                ).hidden_states
-                mixed = torch.stack([hidden[i] for i in self._layers]).float().mean(0).cpu().numpy()
+                inputs = {k: v.to(self._device) for k, v in self.batch_inputs(plan, batch).items()}
+                hidden = self._model(**inputs, output_hidden_states=True).hidden_states
+                mixed = self.mix_layers(hidden).cpu().numpy()
                 for row, j in enumerate(batch):
-                    skip = len(self._prefix if context_ids[jobs[j][0]] is None else self._pair_prefix)
+                    skip = self.skip(plan, j)
                     outputs[j] = mixed[row, skip : skip + jobs[j][2] - jobs[j][1]]
                 if progress:
                     progress(sum(words_per_job[j] for j in batch))
