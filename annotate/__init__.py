@@ -1,0 +1,1 @@
+"""``annotate``: scanned book pages -> a labelled multimodal NER dataset, in the browser."""

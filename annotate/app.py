@@ -1,0 +1,217 @@
+"""The web app of ``annotate serve``: a JSON API over one dataset and one folder of scans,
+and the page in ``static/``.
+
+Endpoints are plain ``def`` functions: FastAPI runs them in its thread pool, so OCR (seconds
+per box) never blocks the server's event loop, and the page shows a busy state meanwhile.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import FileResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+
+from annotate import ocr
+from annotate.store import IMAGE_SUFFIXES, Dataset, list_scans
+from annotate.text import rejoin_lines, tokenize
+from featurize.errors import MnerError
+
+STATIC = Path(__file__).parent / "static"
+Box = list[float] | None  # [x0, y0, x1, y1] in the scan's pixels
+
+
+class OcrRequest(BaseModel):
+    index: int
+    box: Box = None
+    engine: str = "tesseract"
+    lang: str = "deu"
+
+
+class TokenizeRequest(BaseModel):
+    index: int
+    text: str
+    picture_box: Box = None
+
+
+class SaveRequest(BaseModel):
+    index: int
+    picture_box: Box = None
+    caption_box: Box = None
+    text: list[str]
+    label: list[str]
+    ocr_text: str = ""
+    engine: str | None = None
+    lang: str | None = None
+    suggested: list[str] | None = None
+
+
+class IndexRequest(BaseModel):
+    index: int
+
+
+def _crop(image: Any, box: Box) -> Any:
+    if not box:
+        return image
+    x0, y0, x1, y1 = (round(v) for v in box)
+    x0, x1 = sorted((max(0, x0), min(image.width, x1)))
+    y0, y1 = sorted((max(0, y0), min(image.height, y1)))
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        raise HTTPException(422, "the box is too small: drag a larger one")
+    return image.crop((x0, y0, x1, y1))
+
+
+def create_app(
+    images: Path, out: Path, types: list[str] | None = None, model: Path | None = None, lang: str = "deu"
+) -> FastAPI:
+    images = Path(images).resolve()
+    scans = list_scans(images)
+    dataset = Dataset.open(out, types)
+    lock = threading.Lock()  # one writer to the dataset at a time
+    predictor = None
+    if model is not None:
+        from heads.predict import Predictor
+
+        predictor = Predictor(Path(model))
+    app = FastAPI(title="annotate")
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    def source(index: int) -> Path:
+        if not 0 <= index < len(scans):
+            raise HTTPException(404, f"no scan {index}")
+        return scans[index]
+
+    def rel(path: Path) -> str:
+        return path.relative_to(images).as_posix()
+
+    def load(index: int) -> Any:
+        from PIL import Image, UnidentifiedImageError
+
+        path = source(index)
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise HTTPException(422, f"{rel(path)} is not an image file: skip it")
+        try:
+            with Image.open(path) as img:
+                img.load()
+                return img.convert("RGB")
+        except (UnidentifiedImageError, OSError) as err:
+            raise HTTPException(422, f"{rel(path)} cannot be read as an image ({err}): skip it") from None
+
+    @app.get("/")
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/api/state")
+    def state() -> dict[str, Any]:
+        return {
+            "types": dataset.types,
+            "out": str(dataset.out),
+            "lang": lang,
+            "model": str(model) if model else None,
+            "engines": ocr.engine_status(),
+            "warning": dataset.torn,
+            "scans": [
+                {
+                    "index": i,
+                    "name": rel(p),
+                    "status": dataset.status(rel(p)),
+                    "image": p.suffix.lower() in IMAGE_SUFFIXES,
+                }
+                for i, p in enumerate(scans)
+            ],
+        }
+
+    @app.get("/api/scan/{index}/image")
+    def scan_image(index: int) -> Response:
+        image = load(index)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return Response(buffer.getvalue(), media_type="image/png", headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/scan/{index}/item")
+    def scan_item(index: int) -> dict[str, Any]:
+        at = dataset.find(rel(source(index)))
+        return {"item": dataset.items[at] if at is not None else None}
+
+    @app.post("/api/ocr")
+    def run_ocr(request: OcrRequest) -> dict[str, Any]:
+        image = _crop(load(request.index), request.box)
+        try:
+            result = ocr.ENGINES.get(request.engine).run(image, request.lang)
+        except MnerError as err:
+            raise HTTPException(422, str(err)) from None
+        text = rejoin_lines(result.text)
+        return {
+            "raw": result.text,
+            "text": text,
+            "engine": result.engine,
+            "lang": result.lang,
+            "seconds": round(result.seconds, 2),
+        }
+
+    @app.post("/api/tokenize")
+    def run_tokenize(request: TokenizeRequest) -> dict[str, Any]:
+        tokens = tokenize(request.text)
+        if not tokens:
+            raise HTTPException(422, "no words in the text")
+        suggested = None
+        if predictor is not None:
+            from heads.predict import PredictInput
+
+            picture = _crop(load(request.index), request.picture_box)
+            buffer = io.BytesIO()
+            picture.save(buffer, format="PNG")
+            tmp = dataset.crops / ".suggest.png"
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(buffer.getvalue())
+            item = PredictInput(tokens, [tmp] if predictor.reads_images else [], caption=request.text)
+            tags = predictor.predict([item])[0].tags
+            suggested = [t if t == "O" or t[2:] in dataset.types else "O" for t in tags]
+            suggested = [
+                ("B" + t[1:]) if t.startswith("I-") and (i == 0 or suggested[i - 1][2:] != t[2:]) else t
+                for i, t in enumerate(suggested)
+            ]
+        return {"tokens": tokens, "suggested": suggested}
+
+    @app.post("/api/save")
+    def save(request: SaveRequest) -> dict[str, Any]:
+        image = load(request.index)
+        picture = _crop(image, request.picture_box)
+        changed = None
+        if request.suggested is not None and len(request.suggested) == len(request.label):
+            changed = sum(a != b for a, b in zip(request.suggested, request.label))
+        item = {
+            "text": request.text,
+            "label": request.label,
+            "source": rel(source(request.index)),
+            "picture_box": request.picture_box,
+            "caption_box": request.caption_box,
+            "ocr": {"engine": request.engine, "lang": request.lang, "text": request.ocr_text},
+            "types": dataset.types,
+            "suggestions": {"model": str(model), "changed": changed} if changed is not None else None,
+        }
+        with lock:
+            try:
+                saved = dataset.save(item, picture)
+            except MnerError as err:
+                raise HTTPException(422, str(err)) from None
+        return {"item": saved, "done": sum(1 for _ in dataset.items)}
+
+    @app.post("/api/skip")
+    def skip(request: IndexRequest) -> dict[str, Any]:
+        with lock:
+            dataset.skip(rel(source(request.index)))
+        return {"ok": True}
+
+    @app.post("/api/undo")
+    def undo() -> dict[str, Any]:
+        with lock:
+            item = dataset.undo()
+        return {"undone": item.get("source") if item else None}
+
+    return app

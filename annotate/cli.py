@@ -1,0 +1,117 @@
+"""``annotate``: label scanned pictures and their printed captions in the browser."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from featurize.console_app import run_app, stdout_console
+from featurize.errors import ConfigError
+
+app = typer.Typer(
+    help="Build a multimodal NER dataset from scans, in the browser.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+out = stdout_console()
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@app.command()
+def serve(
+    images: Annotated[Path, typer.Option("--images", help="Folder of scans (searched recursively).")],
+    out_file: Annotated[Path, typer.Option("--out", help="The dataset: a .jsonl file, created or resumed.")],
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model", help="A run folder (heads train / bench finetune) that pre-labels the tokens."
+        ),
+    ] = None,
+    types: Annotated[
+        str | None,
+        typer.Option(
+            "--types", help="Entity types, comma-separated (default PER,LOC,BUI,MIS; kept with the dataset)."
+        ),
+    ] = None,
+    lang: Annotated[
+        str, typer.Option("--lang", help="Tesseract language(s): deu, frk (Fraktur), deu+frk ...")
+    ] = "deu",
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (local only by default).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port (0: a free one).")] = 0,
+) -> None:
+    """Start the web app and print its address; Ctrl-C stops it (every saved item is on disk)."""
+    import uvicorn
+
+    from annotate.app import create_app
+
+    parsed = [t.strip() for t in types.split(",") if t.strip()] if types else None
+    application = create_app(images, out_file, parsed, model, lang)
+    port = port or free_port(host)
+    out.print(
+        f"annotate: [bold]http://{host}:{port}/[/]  (scans {images}, dataset {out_file}; Ctrl-C to stop)"
+    )
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+@app.command("ocr-eval")
+def ocr_eval(
+    images: Annotated[Path, typer.Option("--images", help="Folder the references' images are in.")],
+    reference: Annotated[Path, typer.Option("--reference", help="JSONL: {image, box, text} per line.")],
+    engine: Annotated[str, typer.Option("--engine", help="Engines, comma-separated.")] = "tesseract",
+    lang: Annotated[
+        str, typer.Option("--lang", help="Language settings, comma-separated (deu, frk, deu+frk).")
+    ] = "deu,frk,deu+frk",
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Also write the report (md, json, csv) here.")
+    ] = None,
+) -> None:
+    """Character error rate of each OCR engine x language setting against your transcriptions."""
+    import shlex
+    import sys
+
+    from annotate import ocr
+    from annotate.ocr_eval import evaluate, read_references
+    from bench.report import Report, save_reports
+
+    refs = read_references(reference, images)
+    rows = []
+    for name in [e.strip() for e in engine.split(",") if e.strip()]:
+        problem = ocr.ENGINES.get(name).available()
+        if problem:
+            out.print(f"[yellow]{name}: {problem}: skipped[/]")
+            continue
+        for setting in [x.strip() for x in lang.split(",") if x.strip()]:
+            rows.append(evaluate(refs, name, setting))
+    if not rows:
+        raise ConfigError("no OCR engine could run")
+    table = Report(
+        f"OCR character error rate on {len(refs)} transcribed boxes",
+        ["engine", "lang", "boxes", "reference chars", "edits", "CER %", "worst box", "seconds"],
+        rows,
+        command="annotate " + shlex.join(sys.argv[1:]),
+    )
+    table.notes.append(
+        "CER after rejoining hyphenated line breaks and collapsing whitespace, as the tool does."
+    )
+    out.print(table.markdown(), highlight=False)
+    if report is not None:
+        paths = save_reports([table], report, "ocr-eval", "annotate ocr-eval")
+        out.print(f"report: {paths['md']}")
+
+
+def main() -> None:
+    run_app(app)
+
+
+if __name__ == "__main__":
+    main()
