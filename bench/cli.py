@@ -845,7 +845,9 @@ def finetune(
                 if row["epoch"] == 0:
                     state["t0"] = time.perf_counter()  # the ETA counts training steps only
                 bar.update(task, status=state["dev"].lstrip(" ·"))
-                loss = "the head it starts from" if row["epoch"] == 0 else f"train loss {row['train_loss']:.3f}"
+                loss = (
+                    "the head it starts from" if row["epoch"] == 0 else f"train loss {row['train_loss']:.3f}"
+                )
                 bar.console.print(
                     f"  epoch {int(row['epoch'])}: dev entity F1 {100 * row['dev_entity_f1']:.2f}, "
                     f"token macro F1 {100 * row['dev_token_macro_f1']:.2f}, {loss}, "

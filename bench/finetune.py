@@ -316,7 +316,9 @@ def train_end_to_end(
 
     def dev_score() -> dict[str, object]:
         featurized = model.featurized(data["dev"])
-        return scorer.scores(predict_tags(head, Batcher(featurized, head.tags, vocab, needs), config.eval_batch))
+        return scorer.scores(
+            predict_tags(head, Batcher(featurized, head.tags, vocab, needs), config.eval_batch)
+        )
 
     history: list[dict[str, float]] = []
     best_score, best_epoch, best_state, best_dev = -1.0, 0, None, {}
