@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +18,7 @@ from featurize.build import DEFAULT_CHUNK_SIZE
 from featurize.cache.schema import read_attrs
 from featurize.cache.store import FeatureStore, cache_dir, open_entry
 from featurize.console_app import run_app, stdout_console
-from featurize.datasets import DATA_DIR_ENV, DATASETS, LoadOptions, load_dataset
+from featurize.datasets import DATA_DIR_ENV, DATASETS, LoadOptions, load_dataset, parse_fractions
 from featurize.errors import MnerError
 from featurize.images import MissingImages
 from featurize.labels import parse_label_map
@@ -218,6 +219,13 @@ def run(
         ),
     ] = None,
     split: SplitOpt = None,
+    split_fractions: Annotated[
+        str | None,
+        typer.Option(
+            "--split-fractions",
+            help="One user file cut into train/dev/test in file order, e.g. 0.8,0.1,0.1 (an annotate dataset).",
+        ),
+    ] = None,
     data_dir: DataDir = None,
     fmt: Format = None,
     label_map: LabelMap = None,
@@ -235,6 +243,8 @@ def run(
     options = _load_options(
         data_dir, fmt, label_map, repair_iob, images, missing_images, captions, no_captions, image_map
     )
+    if split_fractions:
+        options = replace(options, split_fractions=parse_fractions(split_fractions))
     loaded = load_dataset(dataset, options, split)
     _report_loading(loaded, loaded.image_root is not None)
     word_options = WordFeatureOptions(

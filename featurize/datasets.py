@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from featurize.captions import join_captions, read_captions
@@ -108,6 +108,7 @@ class LoadOptions:
     missing_images: MissingImages = MissingImages.keep
     captions: Path | None = None  # None: the dataset's own captions file, when it has one
     use_captions: bool = True
+    split_fractions: tuple[float, float, float] | None = None  # cut one user file into train/dev/test
 
     def describe(self, spec: DatasetSpec) -> dict[str, object]:
         return {
@@ -139,6 +140,17 @@ def data_dir(option: Path | None) -> Path:
     if option is not None:
         return option
     return Path(os.environ.get(DATA_DIR_ENV, "data"))
+
+
+def parse_fractions(text: str) -> tuple[float, float, float]:
+    """``0.8,0.1,0.1`` -> train, dev, test shares (summing to 1)."""
+    try:
+        parts = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or any(p <= 0 for p in parts) or abs(sum(parts) - 1) > 1e-6:
+        raise ConfigError(f"--split-fractions {text!r}: three positive shares summing to 1, e.g. 0.8,0.1,0.1")
+    return parts  # type: ignore[return-value]
 
 
 def spec_for(name_or_path: str, fmt: str | None) -> tuple[DatasetSpec, Path | None]:
@@ -190,6 +202,12 @@ def load_dataset(
 ) -> Dataset:
     options = options or LoadOptions()
     spec, user_path = spec_for(name_or_path, options.format)
+    if options.split_fractions is not None:
+        if user_path is None or not user_path.is_file():
+            raise ConfigError(
+                "--split-fractions cuts one user file into splits; give a file, not a named dataset or folder"
+            )
+        spec = replace(spec, split_fractions=options.split_fractions)
     root = data_dir(options.data_dir)
     reader = READERS.get(spec.format)
     types = set(spec.types) if spec.types else None

@@ -156,24 +156,43 @@ def test_api_bad_inputs_get_messages(client) -> None:  # noqa: ANN001
     assert response.status_code == 422 and "continues no LOC span" in response.json()["detail"]
 
 
-def test_saved_dataset_trains_a_head_without_conversion(tmp_path: Path, data_dir: Path) -> None:
-    """The produced JSONL is read by featurize's JSONL reader as it is (images by crop name)."""
+def test_saved_dataset_trains_a_head_without_conversion(
+    tmp_path: Path, data_dir: Path, tiny_bert: Path
+) -> None:
+    """The produced JSONL is read by featurize's JSONL reader as it is (images by crop name),
+    featurized and trained on."""
+    import io
+
+    from rich.console import Console
+
+    from featurize.cache.store import FeatureStore
     from featurize.datasets import LoadOptions, load_dataset
+    from featurize.pipeline import RunPlan
+    from featurize.pipeline import run as featurize
+    from heads.experiment import RunSpec, run
+    from heads.inputs import InputSpec
+    from heads.train import TrainConfig
 
     out = tmp_path / "set.jsonl"
     data = Dataset.open(out)
     source = Image.open(data_dir / "heimatbuch_snippets" / "100.PNG").convert("RGB")
-    for k in range(6):
-        data.save(
-            _item(
-                f"s{k}.png", ["Blick", "auf", "Dürrmaul", "und", "Plan"], ["O", "O", "B-LOC", "O", "B-LOC"]
-            ),
-            source,
-        )
-    dataset = load_dataset(str(out), LoadOptions(format="jsonl", images=data.crops))
+    for k in range(10):
+        words = ["Blick", "auf", "Dürrmaul", "und", "Plan"] if k % 2 else ["Franz", "Huber", "in", "Eger"]
+        labels = ["O", "O", "B-LOC", "O", "B-LOC"] if k % 2 else ["B-PER", "I-PER", "O", "B-LOC"]
+        data.save(_item(f"s{k}.png", words, labels), source)
+    options = LoadOptions(format="jsonl", images=data.crops, split_fractions=(0.6, 0.2, 0.2))
+    dataset = load_dataset(str(out), options)
     examples = [e for split in dataset.splits.values() for e in split.examples]
-    assert len(examples) == 6 and examples[0].labels == ["O", "O", "B-LOC", "O", "B-LOC"]
+    assert len(examples) == 10 and examples[1].labels == ["O", "O", "B-LOC", "O", "B-LOC"]
     assert all(e.image_paths and Path(e.image_paths[0]).is_file() for e in examples)
+    cache = tmp_path / "cache"
+    plan = RunPlan(text=[f"hf:{tiny_bert}"], vision=["cnn"])
+    featurize(dataset, plan, FeatureStore(cache), Console(file=io.StringIO()))
+    spec = RunSpec(
+        "linear", InputSpec(dataset.name, f"hf:{tiny_bert}", "cnn"), train=TrainConfig(epochs=2, threads=1)
+    )
+    record = run(spec, cache, tmp_path / "head")
+    assert "entity_f1" in record["metrics"]["test"] and (tmp_path / "head" / "model.safetensors").is_file()
 
 
 def test_ocr_eval_reports_cer(capsys: pytest.CaptureFixture[str], data_dir: Path) -> None:
@@ -221,6 +240,7 @@ def server(scans: Path, tmp_path: Path):  # noqa: ANN201
     from annotate.app import create_app
     from annotate.cli import free_port
 
+    (scans / "zz-broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")  # listed last
     out = tmp_path / "out" / "set.jsonl"
     port = free_port("127.0.0.1")
     config = uvicorn.Config(create_app(scans, out), host="127.0.0.1", port=port, log_level="warning")
@@ -288,6 +308,11 @@ def test_page_draw_ocr_label_save_reload(server, tmp_path: Path) -> None:  # noq
         page.wait_for_selector("#scans li .done")
         assert "100.PNG" in page.inner_text("#scans li:has(.done)")
         assert "100.PNG" not in page.inner_text("#title")
+        page.click("#scans li:has-text('zz-broken.png')")  # a broken file: a message, no crash
+        page.wait_for_function("document.getElementById('message').textContent.includes('cannot be read')")
+        assert "error" in page.get_attribute("#message", "class")
+        page.click("#scans li:has-text('52.PNG')")  # and the page still works
+        page.wait_for_function("document.getElementById('title').textContent.includes('52.PNG')")
         browser.close()
 
 
