@@ -347,3 +347,37 @@ def test_model_pre_labels_and_changes_are_counted(scans: Path, tmp_path: Path, m
         "model": str(model),
         "changed": sum(a != b for a, b in zip(suggested, final)),
     }
+
+
+def test_easyocr_engine_is_used_when_its_weights_are_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EasyOCR's weights cannot be downloaded here: a stand-in module pins the wiring (weights
+    found in EASYOCR_MODULE_PATH, languages passed on, downloads off, paragraphs joined)."""
+    import sys
+    import types
+
+    from annotate.ocr import ENGINES
+
+    engine = ENGINES.get("easyocr")
+    monkeypatch.setenv("EASYOCR_MODULE_PATH", str(tmp_path))
+    seen: dict = {}
+
+    class Reader:
+        def __init__(self, langs: list[str], **kwargs: object) -> None:
+            seen.update(langs=langs, **kwargs)
+
+        def readtext(self, image, detail: int, paragraph: bool) -> list[str]:  # noqa: ANN001
+            seen.update(shape=image.shape, detail=detail, paragraph=paragraph)
+            return ["Blick vom Habl-", "Berg"]
+
+    monkeypatch.setitem(sys.modules, "easyocr", types.SimpleNamespace(Reader=Reader))
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: object() if name == "easyocr" else None)
+    assert "no weights" in (engine.available() or "")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "latin_g2.pth").write_bytes(b"")
+    assert engine.available() is None
+    engine._readers.clear()
+    result = engine.run(Image.new("RGB", (40, 20), "white"), "de")
+    assert result.text == "Blick vom Habl-\nBerg" and rejoin_lines(result.text) == "Blick vom Habl-Berg"
+    assert seen["langs"] == ["de"] and seen["download_enabled"] is False and seen["shape"] == (20, 40, 3)
