@@ -730,16 +730,11 @@ def finetune(
     from bench.run_store import RunStore
     from featurize.errors import ConfigError
     from featurize.text.trainable import LoraSettings
+    from heads.cli import parse_rates
     from heads.experiment import RunSpec
     from heads.train import TrainConfig
 
-    rates: dict[str, float] = {}
-    for item in lr or []:
-        name, _, value = item.partition("=")
-        try:
-            rates[name.strip()] = float(value)
-        except ValueError:
-            raise ConfigError(f"--lr {item!r}: expected component=rate, e.g. text=1e-5") from None
+    rates = parse_rates(lr)
     targets = tuple(t.strip() for t in lora_targets.split(",") if t.strip()) if lora_targets else None
     settings = dict(
         epochs=epochs,

@@ -28,7 +28,7 @@ CacheDir = Annotated[
 ]
 
 
-def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
+def parse_pairs(values: list[str] | None, option: str) -> dict[str, str]:
     pairs: dict[str, str] = {}
     for value in values or []:
         for item in value.split(","):
@@ -39,6 +39,17 @@ def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
             name, _, val = item.partition("=")
             pairs[name.strip()] = val.strip()
     return pairs
+
+
+def parse_rates(values: list[str] | None) -> dict[str, float]:
+    """``--lr text=1e-5,crf=2e-4`` -> learning rates per component."""
+    rates = {}
+    for name, value in parse_pairs(values, "--lr").items():
+        try:
+            rates[name] = float(value)
+        except ValueError:
+            raise ConfigError(f"--lr {name}={value}: the rate must be a number, e.g. {name}=1e-5") from None
+    return rates
 
 
 def _percent(value: object) -> str:
@@ -200,7 +211,7 @@ def train(
     inputs = InputSpec(dataset, text, vision, context, pooling, layers)
     folder = run_dir or default_run_folder(dataset, head, text, vision, context, modality, seed)
     if is_crfsuite(head):
-        record = run_crfsuite(inputs, _pairs(option, "--set"), seed, cache_dir(cache), folder, out)
+        record = run_crfsuite(inputs, parse_pairs(option, "--set"), seed, cache_dir(cache), folder, out)
     else:
         config = TrainConfig(
             seed=seed,
@@ -208,7 +219,7 @@ def train(
             patience=patience,
             batch_size=batch_size,
             lr_preset=lr_preset,
-            lr={k: float(v) for k, v in _pairs(lr, "--lr").items()},
+            lr=parse_rates(lr),
             weight_decay=weight_decay,
             clip=clip,
             scheduler=scheduler,
@@ -217,7 +228,7 @@ def train(
             precision=precision,
             threads=threads,
         )
-        spec = RunSpec(head, inputs, modality, _pairs(option, "--set"), config, stem)
+        spec = RunSpec(head, inputs, modality, parse_pairs(option, "--set"), config, stem)
 
         def progress(row: dict[str, float]) -> None:
             out.print(
