@@ -63,6 +63,12 @@ def is_decoder(model: Any) -> bool:
 
 def add_lora(model: Any, settings: LoraSettings) -> Any:
     """Wrap ``model`` in peft LoRA adapters; only the adapters are trainable."""
+    import logging
+    import warnings
+
+    # Noise for this use: bitsandbytes says at import that an optional 4-bit CPU kernel package
+    # is absent, and peft calls a transformers property that warns it is renamed.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     from peft import LoraConfig, get_peft_model
 
     try:
@@ -72,7 +78,9 @@ def add_lora(model: Any, settings: LoraSettings) -> Any:
             lora_dropout=settings.dropout,
             target_modules=list(settings.targets) if settings.targets else None,
         )
-        return get_peft_model(model, config)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            return get_peft_model(model, config)
     except ValueError as err:  # peft: no default targets for this architecture, or none matched
         raise ConfigError(f"LoRA: {err} (name the layers with --lora-targets)") from None
 
