@@ -136,8 +136,11 @@ def test_full_fine_tuning_needs_float_weights(tiny: Tiny) -> None:
 # --------------------------------------------------------------------------- what one step moves
 
 
-def test_one_step_of_full_fine_tuning_changes_the_encoder(tiny: Tiny) -> None:
-    model, extras, _ = build_model(spec(tiny.bert), fine(), tiny.cache, None, lambda _m: None)
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_one_step_of_full_fine_tuning_changes_the_encoder(tiny: Tiny, checkpointing: bool) -> None:
+    config = fine(gradient_checkpointing=checkpointing)
+    model, extras, _ = build_model(spec(tiny.bert), config, tiny.cache, None, lambda _m: None)
+    assert model.text[0].model.is_activation_checkpointing == checkpointing
     assert model.text[0].method == "full"  # BERT family: full fine-tuning by default
     before = _params(model.text[0])
     _one_step(model, extras)
