@@ -709,9 +709,9 @@ def finetune(
     Writes RUNS/runs.jsonl, RUNS/models/<key> (a run folder `heads predict --model` takes) and
     RUNS/report/finetune.{md,json,csv}. Re-running the same command trains nothing twice.
     """
-    import os
     import time
 
+    from rich.markup import escape
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -728,6 +728,7 @@ def finetune(
     from bench.grid import models_folder
     from bench.grid_runner import run_cell
     from bench.run_store import RunStore
+    from featurize.cache.store import cache_dir
     from featurize.errors import ConfigError
     from featurize.text.trainable import LoraSettings
     from heads.cli import parse_rates
@@ -759,12 +760,12 @@ def finetune(
         merge=merge,
     )
     FinetuneConfig(**settings)  # every option checked before anything runs
-    cache_root = cache or Path(os.environ.get("MNER_CACHE_DIR", "cache"))
+    cache_root = cache_dir(cache)
     choice = finetune_bench.choose(dataset, best, winners_path, head, modality, text, vision, context)
     command = "bench " + shlex.join(sys.argv[1:])
     out.print(
-        f"[bold]{dataset}[/]: {choice.head} [{choice.modality}] text {choice.text} context {choice.context} "
-        f"vision {choice.vision or '-'} ({choice.source})"
+        f"[bold]{dataset}[/]: {choice.head} --modality {choice.modality}, text {choice.text}, context "
+        f"{choice.context}, vision {choice.vision or '-'} ({escape(choice.source)})"
     )
     store = RunStore(runs / "runs.jsonl")
     done = store.done()

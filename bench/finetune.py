@@ -19,7 +19,6 @@ than the frozen one.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import time
@@ -133,7 +132,6 @@ class Progress:
 def _limit(data: SplitData, n: int | None) -> SplitData:
     if n is None or n >= len(data):
         return data
-    assert data.offsets is not None or data.features is None
     keep = slice(0, n)
     out = replace(
         data,
@@ -163,7 +161,7 @@ def build_model(
     """The end-to-end model, the head's data (splits, vocabulary...) and the cached identities."""
     from heads.predict import build_text_encoder_like, build_vision_encoder_like
 
-    head, batchers, data, vocab, index, inputs = prepare(spec, cache_root)
+    head, _batchers, data, vocab, index, inputs = prepare(spec, cache_root)
     if head_init is not None:
         frozen, _ = checkpoint.load(head_init)
         head.load_state_dict(frozen.state_dict())
@@ -174,13 +172,11 @@ def build_model(
     method = config.method
     for name in inputs.text_encoders if "text" in needs else []:
         role = dict(identity.get(f"text:{name}", {}))
-        if config.weights_format != "auto":
-            role["weights_format"] = config.weights_format
-        encoder = (
-            build_text_encoder_like(name, role, device)
-            if config.weights_format == "auto"
-            else _encoder_as(name, role, device)
-        )
+        if config.weights_format != "auto":  # a LoRA base held otherwise than the cached one
+            role.pop("weights_format", None)
+            if config.weights_format != "fp32":  # fp32 is what an identity without the key means
+                role["weights_format"] = config.weights_format
+        encoder = build_text_encoder_like(name, role, device)  # checked against the cached identity
         encoder.load()
         chosen = method if method != "auto" else ("lora" if is_decoder(encoder._model) else "full")
         text[name] = TrainableWordFeatures(encoder, chosen, config.lora, config.gradient_checkpointing)
@@ -216,23 +212,13 @@ def build_model(
     model.head.to(target)
     if vision is not None:
         vision.to(target)
-    extras = {
-        "batchers": batchers,
-        "data": data,
-        "vocab": vocab,
-        "inputs": inputs,
-        "needs": needs,
-        "index": index,
-    }
+    extras = {"data": data, "vocab": vocab, "inputs": inputs, "needs": needs}
     return model, extras, identity
 
 
-def _encoder_as(name: str, identity: dict[str, Any], device: str) -> Any:
-    """A text encoder with a weights format other than the cached one (LoRA on another base)."""
-    from featurize.text import build_text_encoder
-    from heads.predict import word_options
-
-    return build_text_encoder(name, word_options(identity, device))
+def optimizer_steps(n_examples: int, config: FinetuneConfig) -> int:
+    """Optimizer steps of the whole run: micro-batches per epoch / accumulation, x epochs."""
+    return math.ceil(math.ceil(n_examples / config.batch_size) / config.accumulate) * config.epochs
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, config: FinetuneConfig, total: int) -> Any:
@@ -301,8 +287,7 @@ def train_end_to_end(
     ]
     on_cpu = all(p.device.type == "cpu" for g in groups for p in g["params"])
     optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay, fused=on_cpu or None)
-    per_epoch = math.ceil(math.ceil(len(train_data) / config.batch_size) / config.accumulate)
-    total = per_epoch * config.epochs
+    total = optimizer_steps(len(train_data), config)
     scheduler = _scheduler(optimizer, config, total)
     plateau = (
         torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=2)
@@ -433,8 +418,7 @@ def run(
     )
     data = extras["data"]
     train_data = _limit(data["train"], config.limit)
-    n_steps = math.ceil(math.ceil(len(train_data) / config.batch_size) / config.accumulate) * config.epochs
-    progress = progress_for(n_steps) if progress_for else None
+    progress = progress_for(optimizer_steps(len(train_data), config)) if progress_for else None
     result = train_end_to_end(model, extras, config, progress)
     scores = {}
     for split in ("dev", "test"):
@@ -472,7 +456,3 @@ def run(
             json.dumps(record, indent=1, ensure_ascii=False, default=str), encoding="utf-8"
         )
     return record
-
-
-def copy_spec(spec: RunSpec, seed: int) -> RunSpec:
-    return replace(spec, train=replace(copy.deepcopy(spec.train), seed=seed))

@@ -158,7 +158,10 @@ def evaluate_saved(folder: Path, cache_root: Path, splits: tuple[str, ...]) -> t
         fill_missing_image_dims(list(data.values()), model.dims.image or None)
     vocab = checkpoint.vocabularies(config)
     if finetuned.info(config):  # its own encoders: the cached features are the base's, not its own
-        data = {s: finetuned.featurized(folder, d, cache_root) for s, d in data.items()}
+        from heads.predict import Predictor
+
+        predictor = Predictor(folder, cache_root)  # loads the run's encoders once for every split
+        data = {s: finetuned.featurized(predictor, d) for s, d in data.items()}
     scores = {}
     for s, d in data.items():
         checkpoint.check_dims(config, d.text_dim, d.image_dim)

@@ -168,16 +168,14 @@ def describe(config: dict[str, object]) -> str:
     return f"fine-tuned ({', '.join(kinds)}{vision})"
 
 
-def featurized(folder: Path, data: Any, cache_root: Path | None = None) -> Any:
+def featurized(predictor: Any, data: Any) -> Any:
     """A cached split (words, second segments, image files) with the features of a fine-tuned
-    run's own encoders, computed as ``heads predict`` computes them (``heads eval``)."""
+    run's own encoders (``predictor``: its folder loaded once), computed as ``heads predict``
+    computes them (``heads eval``)."""
     from dataclasses import replace
 
     import numpy as np
 
-    from heads.predict import Predictor
-
-    predictor = Predictor(folder, cache_root)
     parts = [
         predictor.text_encoder(name).encode(data.words, None, data.contexts)
         for name in predictor.inputs.text_encoders

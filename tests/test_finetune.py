@@ -370,3 +370,15 @@ def test_cli_refuses_bad_options_with_one_line(
 def test_lora_settings_are_checked() -> None:
     with pytest.raises(ConfigError):
         LoraSettings(r=0)
+
+
+def test_lora_base_can_be_held_in_another_format(tiny: Tiny) -> None:
+    """--weights-format bf16 on features cached from fp32 weights: the base is checked against
+    the cached identity in everything but its format."""
+    model, extras, _ = build_model(spec(tiny.llama), fine(weights_format="bf16"), tiny.cache, None, print)
+    live = model.text[0]
+    assert live.method == "lora" and live.encoder.options.weights_format == "bf16"
+    assert (
+        next(p for n, p in live.model.named_parameters() if "q_proj.base_layer" in n).dtype == torch.bfloat16
+    )
+    _one_step(model, extras)
