@@ -75,9 +75,9 @@ def create_app(
     lock = threading.Lock()  # one writer to the dataset at a time
     predictor = None
     if model is not None:
-        from heads.predict import Predictor
+        from heads.families import load
 
-        predictor = Predictor(Path(model))
+        predictor = load(Path(model))
     app = FastAPI(title="annotate")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -161,7 +161,7 @@ def create_app(
             raise HTTPException(422, "no words in the text")
         suggested = None
         if predictor is not None:
-            from heads.predict import PredictInput
+            from heads.input_files import PredictInput
 
             picture = _crop(load(request.index), request.picture_box)
             buffer = io.BytesIO()

@@ -81,7 +81,7 @@ def ocr_eval(
 
     from annotate import ocr
     from annotate.ocr_eval import evaluate, read_references
-    from bench.report import Report, save_reports
+    from heads.report_table import Report, save_reports
 
     refs = read_references(reference, images)
     rows = []

@@ -17,6 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from featurize.errors import ConfigError
+from heads.report_table import Report
+
 
 @dataclass(frozen=True)
 class SpeedConfig:
@@ -129,7 +132,10 @@ def _rows(encoder_name: str, unit: str, configs: list[SpeedConfig], measure) -> 
 
 
 def measure_text_encoder(encoder_name: str, layers: str, sentences: list[list[str]]) -> list[dict]:
-    configs = TEXT_CONFIGS + (LLM_CONFIGS if encoder_name.split("=")[0] == "llama" else [])
+    from featurize.text import TEXT_ENCODERS
+
+    decoder = TEXT_ENCODERS.trait(encoder_name.split("=")[0], "decoder")
+    configs = TEXT_CONFIGS + (LLM_CONFIGS if decoder else [])
     return _rows(
         encoder_name, "words", configs, _Bound(_measure_text, encoder_name, layers, sentences=sentences)
     )
@@ -148,3 +154,52 @@ class _Bound:
     def __call__(self, config: SpeedConfig) -> dict:
         inputs = self.kwargs.get("sentences", self.kwargs.get("files"))
         return self.function(self.encoder_name, *self.args, config, inputs)
+
+
+def speed_report(
+    dataset: str,
+    split: str,
+    texts: list[str],
+    visions: list[str],
+    images: Path | None,
+    layers: str,
+    limit: int,
+    data_dir: Path | None,
+    command: str,
+) -> Report:
+    """``bench featurize``: every encoder's configurations against its naive baseline, one report."""
+    from featurize.datasets import LoadOptions, load_dataset
+    from featurize.images import IMAGE_SUFFIXES
+
+    report = Report("Encoder speed", COLUMNS, command=command)
+    if texts:
+        loaded = load_dataset(dataset, LoadOptions(data_dir=data_dir), [split])
+        examples = loaded.splits[split].examples
+        sentences = [e.words for e in (examples[:limit] if limit else examples)]
+        report.notes.append(
+            f"Text: {dataset}/{split}, {len(sentences)} examples, {sum(map(len, sentences)):,} words."
+        )
+        for name in texts:
+            report.rows += measure_text_encoder(name, layers, sentences)
+    if visions:
+        if images is None:
+            raise ConfigError("--images: vision encoders need a folder of images (--images DIR)")
+        files = sorted(str(p) for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        report.notes.append(f"Vision: {len(files)} images under {images}.")
+        for name in visions:
+            report.rows += measure_vision_encoder(name, files)
+    report.notes.append("Each configuration in a fresh process; model loading and a warm-up call are not timed.")
+    report.notes.append("peak MiB is the process's peak resident memory (Python, torch, model, inputs and outputs).")
+    return report
+
+
+COLUMNS = [
+    "encoder",
+    "configuration",
+    "inputs",
+    "seconds",
+    "per second",
+    "× naive",
+    "peak MiB",
+    "cosine to batched fp32 (mean / min)",
+]

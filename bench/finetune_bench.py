@@ -15,17 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from bench import winners as winner_file
-from bench.finetune import FinetuneConfig
-from bench.grid import Cell
+from bench.grid import GRID_TRAIN, Cell
 from bench.grid_summary import ConfigResult, summarise
 from bench.references import REFERENCES
-from bench.report import Report, save_reports
 from featurize.errors import ConfigError
 from heads.inputs import InputSpec
-from heads.train import TrainConfig
-
-# The grid's training settings (bench heads' defaults), for a frozen cell named without --best.
-GRID_TRAIN = {"epochs": 15, "patience": 2, "batch_size": 64, "precision": "bf16"}
+from heads.report_table import Report, save_reports
 
 
 @dataclass(frozen=True)
@@ -99,7 +94,7 @@ def choose(
         text,
         None if vision in (None, "none") else vision,
         context or "none",
-        {k: v for k, v in asdict(TrainConfig()).items() if k not in ("seed", "threads")} | GRID_TRAIN,
+        GRID_TRAIN.key_settings(),
         "command line",
     )
 
@@ -117,19 +112,20 @@ def frozen_cell(choice: Choice, seed: int) -> Cell:
     )
 
 
-def tuned_key(cell: Cell, config: FinetuneConfig) -> str:
-    settings = config.describe() | {"seed": cell.seed}
+def tuned_key(cell: Cell, fine_tune: dict[str, Any]) -> str:
+    """A fine-tuned line's key: its frozen cell and every fine-tuning setting but the device."""
+    settings = dict(fine_tune) | {"seed": cell.seed}
     settings.pop("device", None)
     payload = json.dumps({"cell": asdict(cell), "fine_tune": settings}, sort_keys=True, default=str)
     return hashlib.sha1(payload.encode()).hexdigest()[:16]
 
 
-def tuned_train(config: FinetuneConfig, method: str | None) -> dict[str, Any]:
+def tuned_train(fine_tune: dict[str, Any], method: str | None) -> dict[str, Any]:
     """The ``train`` part of a fine-tuned line's cell: groups seeds of one fine-tuning setting."""
-    settings = config.describe()
+    settings = dict(fine_tune)
     for k in ("seed", "device", "merge", "eval_batch"):
         settings.pop(k, None)
-    return {"fine_tune": method or config.method} | settings
+    return {"fine_tune": method or settings.get("method")} | settings
 
 
 def inputs_of(choice: Choice) -> InputSpec:

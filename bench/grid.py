@@ -17,18 +17,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import heads.models  # noqa: F401  (registers the heads)
 from bench.grid_summary import config_label
 from featurize.cache.image_features import ImageFeatures
-from heads.crf_suite_run import NAME as CRF_NAME
+from featurize.text import DEFAULT_TEXT_ENCODER as DEFAULT_TEXT
 from heads.inputs import CONTEXTS, EntryIndex
 from heads.tagger import HEADS
-from heads.train import TrainConfig
+from heads.train_config import TrainConfig
 
-DEFAULT_TEXT = "minilm"  # featurize's default text encoder
+# The grid's training settings (``bench heads`` defaults; ``bench finetune``'s frozen cells):
+# fewer epochs and a shorter patience than ``heads train``, batch 64 and bf16 steps, measured
+# to keep each cell's dev F1 within its seed spread at a third of the time (docs: bench).
+GRID_TRAIN = TrainConfig(epochs=15, patience=2, batch_size=64, precision="bf16")
 # One vision encoder per kind of image input in the default grid (the thesis's best image
 # vectors, ViT, and the preprint's label words); --all or --vision takes every cached one.
 DEFAULT_VISION = {"vector": "vit", "labels": "labels"}
@@ -78,7 +81,7 @@ class GridOptions:
     contexts: list[str] | None = None
     seeds: int = 3
     all: bool = False
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: TrainConfig = field(default_factory=lambda: replace(GRID_TRAIN))
 
 
 @dataclass
@@ -117,9 +120,10 @@ def plan(index: EntryIndex, options: GridOptions) -> tuple[list[Cell], list[Skip
     contents = CacheContents.read(index)
     cells: list[Cell] = []
     skips: list[Skip] = []
-    train = {k: v for k, v in asdict(options.train).items() if k not in ("seed", "threads")}
+    train = options.train.key_settings()
     datasets = options.datasets or sorted(contents.texts)
-    head_names = options.heads or [name for name, _ in HEADS.items()] + [CRF_NAME]
+    torch_first = sorted(HEADS, key=lambda name: HEADS.trait(name, "family") != "torch")
+    head_names = options.heads or torch_first
     for dataset in datasets:
         if dataset not in contents.texts:
             skips.append(Skip(dataset, f"nothing cached for {dataset}: run `featurize {dataset}` first"))
@@ -158,11 +162,11 @@ def plan(index: EntryIndex, options: GridOptions) -> tuple[list[Cell], list[Skip
             seen.add(config)
             head, modality, text, vision, context = config
             seeds = range(options.seeds)
-            if head == CRF_NAME and text is None:
+            if _is_crfsuite(head) and text is None:
                 seeds = range(1)  # crfsuite's L-BFGS on classic features does not depend on the seed
             for seed in seeds:
                 cells.append(Cell(dataset, head, modality, text, vision, context, seed, train))
-        if options.seeds > 1 and any(c[0] == CRF_NAME and c[2] is None for c in configs):
+        if options.seeds > 1 and any(_is_crfsuite(c[0]) and c[2] is None for c in configs):
             skips.append(
                 Skip(
                     f"{dataset} crf classic seeds 1..",
@@ -172,14 +176,18 @@ def plan(index: EntryIndex, options: GridOptions) -> tuple[list[Cell], list[Skip
     return sorted(cells, key=_expected_cost), skips
 
 
+def _is_crfsuite(head: str) -> bool:
+    return HEADS.trait(head, "family") == "crfsuite"
+
+
 def _expected_cost(cell: Cell) -> int:
     """Longest cells first (measured: crfsuite's c1/c2 grid and the character CNN heads), so
-    the last cells left for two workers are short ones and neither idles long at the end."""
-    if cell.head == CRF_NAME:
-        return 0
-    if cell.head.startswith("cwi"):
-        return 1
-    if cell.modality == "image" or cell.head == "msb":
+    the last cells left for two workers are short ones and neither idles long at the end. A
+    head's place is its ``grid_order`` trait; heads without one go by modality."""
+    order = HEADS.trait(cell.head, "grid_order")
+    if order is not None:
+        return int(order)
+    if cell.modality == "image":
         return 4
     return 2 if cell.modality == "both" else 3
 
@@ -204,7 +212,7 @@ def _head_configs(
     skips: list[Skip],
 ) -> list[tuple[str, str, str | None, str | None, str]]:
     out: list[tuple[str, str, str | None, str | None, str]] = []
-    if head == CRF_NAME:
+    if _is_crfsuite(head):
         out.append((head, "text", None, None, "none"))
         if options.all or options.texts is not None:
             # classic features + KMeans ids of the vectors: costly (two KMeans and nine CRF fits,

@@ -1,16 +1,18 @@
 """The grid's report: a table per dataset ranked by validation F1, the published numbers in a
 separate block, skipped and failed cells, in the report format every benchmark shares
-(bench/report.py: Markdown, JSON and CSV)."""
+(heads/report_table.py: Markdown, JSON and CSV)."""
 
 from __future__ import annotations
 
 import statistics
 from pathlib import Path
 
+import heads.models  # noqa: F401  (registers the heads)
 from bench.grid import Skip
 from bench.grid_summary import ConfigResult, thaw_train
 from bench.references import REFERENCES
-from bench.report import Report, save_reports
+from heads.report_table import Report, save_reports
+from heads.tagger import HEADS
 
 COLUMNS = [
     "rank",
@@ -43,7 +45,7 @@ def dataset_table(results: list[ConfigResult], dataset: str, command: str) -> Re
                 "modality": c["modality"],
                 "text": "-"
                 if c["modality"] == "image"
-                else c["text"] or ("classic features" if c["head"] == "crf" else "word ids"),
+                else c["text"] or HEADS.trait(str(c["head"]), "own_words")[0],
                 "context": c["context"],
                 "vision": c["vision"] or "-",
                 "seeds": len(r.seeds),

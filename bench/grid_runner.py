@@ -87,22 +87,17 @@ def run_cell(cell_json: dict, cache_root: str, runs_root: str, save_models: bool
 
 
 def _train(cell: Cell, cache_root: Path, out: Path | None) -> dict:
-    from heads.experiment import RunSpec, run
+    from heads.experiment import RunSpec
+    from heads.families import family_of_head
     from heads.inputs import InputSpec
-    from heads.train import TrainConfig
+    from heads.train_config import TrainConfig
 
     inputs = InputSpec(cell.dataset, text=cell.text, vision=cell.vision, context=cell.context)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    if cell.head == "crf":
-        from rich.console import Console
-
-        from heads.crf_suite_run import run_crfsuite
-
-        return run_crfsuite(inputs, {}, cell.seed, cache_root, out, Console(stderr=True, quiet=True))
     config = TrainConfig(**(cell.train | {"seed": cell.seed, "threads": _THREADS}))
     spec = RunSpec(head=cell.head, inputs=inputs, modality=cell.modality, train=config)
-    return run(spec, cache_root, out)
+    return family_of_head(cell.head).train(spec, cache_root, out, quiet=True)
 
 
 def run_grid(

@@ -54,11 +54,14 @@ class ConfigResult:
 def config_label(c: dict[str, object]) -> str:
     """Short name of a configuration for plots and progress lines: head, [modality], text
     encoder, +context ctx, +vision."""
+    import heads.models  # noqa: F401  (registers the heads)
+    from heads.tagger import HEADS
+
     parts = [str(c["head"])]
-    if c["modality"] != "text" or c["head"] in ("linear", "partial", "cross-attention"):
+    if c["modality"] != "text" or HEADS.trait(str(c["head"]), "fusion"):
         parts.append(f"[{c['modality']}]")
     if c["modality"] != "image":
-        parts.append(str(c["text"] or ("classic" if c["head"] == "crf" else "words")))
+        parts.append(str(c["text"] or HEADS.trait(str(c["head"]), "own_words")[1]))
     if c["context"] != "none":
         parts.append(f"+{c['context']} ctx")
     if c["vision"]:

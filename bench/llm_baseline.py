@@ -32,12 +32,12 @@ from bench.llm_answers import check_answer
 from bench.llm_client import ChatClient
 from bench.llm_prompt import PromptBuilder, PromptTemplate, answer_schema, few_shot
 from bench.references import REFERENCES
-from bench.report import Report, save_reports
 from featurize.datasets import LoadOptions, load_dataset
 from featurize.errors import ConfigError
 from featurize.example import Example
 from featurize.labels import tag_order
 from heads.metrics import METRIC_NOTES, all_scores
+from heads.report_table import Report, save_reports
 
 CONTEXTS = ("none", "captions")
 
@@ -64,8 +64,13 @@ class LLMRunConfig:
     limit: int = 0  # 0: the whole split
     data_dir: Path | None = None
     out: Path = Path("runs/bench-llm")
+    threads: int = 0  # CPU threads of the local server (0: all cores)
 
     def __post_init__(self) -> None:
+        if not self.base_url:
+            raise ConfigError("--base-url: give an OpenAI-compatible endpoint (.../v1) or 'local'")
+        if self.base_url != "local" and not self.model:
+            raise ConfigError("--model: name the server's model (a server other than 'local' needs it)")
         if self.context not in CONTEXTS:
             raise ConfigError(f"--context must be one of {', '.join(CONTEXTS)}")
         if self.retries < 0 or self.concurrency < 1 or self.limit < 0:
@@ -262,3 +267,34 @@ def _write(
         json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}, indent=1)
     )
     return row | {"report": str(paths["md"]), "predictions": str(predictions), "scores": scores}
+
+
+def run(config: LLMRunConfig, console: Console) -> dict[str, object]:
+    """``bench llm``: start the local llama.cpp server when ``base_url`` is ``local`` (stopped
+    afterwards), or use the given endpoint; tag, score and report (:func:`run_llm_baseline`)."""
+    from bench.llm_client import ServerError
+    from bench.llm_server import LOCAL_MODEL, LocalServer
+
+    def client_for(url: str, name: str, identity: str | None = None) -> ChatClient:
+        return ChatClient(
+            url,
+            name,
+            config.out / "cache",
+            server_identity=identity,
+            api_key_env=config.api_key_env,
+            timeout=config.timeout,
+            attempts=config.attempts,
+            structured=config.structured,
+            seed=config.seed,
+        )
+
+    if config.base_url != "local":
+        return run_llm_baseline(config, console, client_for(config.base_url, config.model))
+    name = config.model or LOCAL_MODEL
+    with LocalServer(alias=name, threads=config.threads or None) as server:
+        console.print(f"llama_cpp.server with {server.model_path.name} at {server.base_url}")
+        try:
+            identity = f"llama_cpp.server:{server.model_path.name}"
+            return run_llm_baseline(config, console, client_for(server.base_url, name, identity))
+        except ServerError as err:
+            raise server.explain(err) from None

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from featurize.atomic import atomic_write_text
 from featurize.errors import ConfigError, MnerError
 
 STRUCTURED_MODES = ("auto", "json_schema", "json_object", "off")
@@ -135,9 +136,7 @@ class ChatClient:
         except (OSError, ValueError):
             known = {}
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(known | {self._mode_key(): mode}, indent=1), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(known | {self._mode_key(): mode}, indent=1))
 
     # -- cache -----------------------------------------------------------------------------
     def request(
@@ -180,7 +179,6 @@ class ChatClient:
     def _store(self, key: str, body: dict[str, object], text: str, usage: dict | None) -> None:
         path = self._cache_path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         record = {
             "model": self.model,
             "server": self.server_identity,
@@ -188,8 +186,7 @@ class ChatClient:
             "text": text,
             "usage": usage,
         }
-        tmp.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(record, ensure_ascii=False))
 
     # -- one answer ------------------------------------------------------------------------
     def complete(self, messages: list[dict], schema: dict | None, max_tokens: int) -> Reply:

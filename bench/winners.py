@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from bench.grid_summary import ConfigResult, thaw_train
+from featurize.atomic import atomic_write_text
 from heads.config_file import read_versioned_json
 
 FORMAT = "mner-bench-winners"
@@ -51,9 +52,7 @@ def write(results: list[ConfigResult], path: Path, store: Path) -> dict[str, obj
             "cells": r.keys,
         }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)  # readers never see half a file
+    atomic_write_text(path, json.dumps(payload, indent=1, ensure_ascii=False))  # never half a file
     return payload
 
 

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -14,21 +13,20 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from featurize.api import featurize_dataset, load_options
 from featurize.build import DEFAULT_CHUNK_SIZE
 from featurize.cache.schema import read_attrs
 from featurize.cache.store import FeatureStore, cache_dir, open_entry
+from featurize.cli_options import CacheDir, Context, DataDir, Device, ImageMap, Images, Text, Vision
 from featurize.console_app import run_app, stdout_console
-from featurize.datasets import DATA_DIR_ENV, DATASETS, LoadOptions, load_dataset, parse_fractions
+from featurize.datasets import DATASETS, LoadOptions, load_dataset
 from featurize.errors import MnerError
 from featurize.images import MissingImages
 from featurize.labels import parse_label_map
-from featurize.pipeline import RunPlan
-from featurize.pipeline import run as run_pipeline
 from featurize.readers import READERS
 from featurize.summary import summary_tables
-from featurize.text import TEXT_ENCODERS
-from featurize.text.transformer import WordFeatureOptions, layers_label
-from featurize.vision.encoder import VisionOptions
+from featurize.text import DEFAULT_TEXT_ENCODER, TEXT_ENCODERS
+from featurize.text.transformer import layers_label
 
 app = typer.Typer(
     help="Run pretrained encoders once over a dataset and store word/image features in HDF5.",
@@ -38,14 +36,10 @@ app = typer.Typer(
 console = Console(stderr=True)
 out = stdout_console()
 
+# Options only featurize has; the shared ones (--text, --images, --cache-dir, ...) are in
+# featurize/cli_options.py.
 DatasetArg = Annotated[
     str, typer.Argument(help="A named dataset (see `featurize datasets`) or a path with --format.")
-]
-DataDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir", help=f"Folder holding the named datasets [env {DATA_DIR_ENV}, default ./data]."
-    ),
 ]
 Format = Annotated[
     str | None,
@@ -67,12 +61,6 @@ RepairIob = Annotated[
         "--repair-iob", help="Turn spans that open with I- into B- (default: count and keep as given)."
     ),
 ]
-Images = Annotated[
-    Path | None,
-    typer.Option(
-        "--images", help="Folder (searched recursively) where image ids are resolved by file name or stem."
-    ),
-]
 Missing = Annotated[
     MissingImages,
     typer.Option(
@@ -87,31 +75,26 @@ Captions = Annotated[
     ),
 ]
 NoCaptions = Annotated[bool, typer.Option("--no-captions", help="Do not join captions.")]
-ImageMap = Annotated[
-    Path | None,
-    typer.Option(
-        "--image-map",
-        help="TSV of '<image id><TAB><path under --images>' for images saved under other names.",
-    ),
-]
-CacheDir = Annotated[
-    Path | None, typer.Option("--cache-dir", help="Feature store [env MNER_CACHE_DIR, default ./cache].")
-]
 
 
-def _load_options(
-    data_dir, fmt, label_map, repair_iob, images, missing, captions, no_captions, image_map=None
-) -> LoadOptions:
+def _checked_label_map(label_map: list[str] | None, images: Path | None) -> dict[str, str] | None:
+    """The option errors typer reports itself (``Invalid value for '--label-map'``)."""
     try:
         mapping = parse_label_map(label_map) if label_map else None
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--label-map") from None
     if images is not None and not images.is_dir():
         raise typer.BadParameter(f"{images} is not a folder", param_hint="--images")
-    return LoadOptions(
+    return mapping
+
+
+def _load_options(
+    data_dir, fmt, label_map, repair_iob, images, missing, captions, no_captions, image_map=None
+) -> LoadOptions:
+    return load_options(
         data_dir=data_dir,
         format=fmt,
-        label_map=mapping,
+        label_map=_checked_label_map(label_map, images),
         repair_iob=repair_iob,
         images=images,
         image_map=image_map,
@@ -121,32 +104,10 @@ def _load_options(
     )
 
 
-def _report_loading(dataset, images_checked: bool) -> None:
-    for name, split in dataset.splits.items():
-        parts = [f"{len(split.examples):,} examples"]
-        if split.i_starts:
-            parts.append(f"{split.i_starts} spans open with I- (kept; --repair-iob to fix)")
-        if split.repaired:
-            parts.append(f"{split.repaired} I- span starts repaired to B-")
-        if images_checked:
-            parts.append(f"images {split.images_found:,} found / {split.images_missing:,} missing")
-            if split.dropped_missing_image:
-                parts.append(f"{split.dropped_missing_image:,} dropped for a missing image")
-        if split.captions_found:
-            parts.append(f"{split.captions_found:,} captions")
-        console.print(f"[bold]{dataset.name}/{name}[/]: " + ", ".join(parts))
-
-
 @app.command()
 def run(
     dataset: DatasetArg,
-    text: Annotated[
-        str,
-        typer.Option(
-            "--text",
-            help="Text encoder(s), comma-separated: a name (see `featurize encoders`) or hf:<hub id or folder>.",
-        ),
-    ] = "minilm",
+    text: Text = DEFAULT_TEXT_ENCODER,
     layers: Annotated[
         str,
         typer.Option(
@@ -157,7 +118,7 @@ def run(
         str,
         typer.Option(
             "--pooling",
-            help="Subwords to word: first, mean, last, or auto (decoders: mean, measured best; else first).",
+            help="Subwords to word: first, mean, last, or auto (the encoder's own: mean for decoders, measured best; else first).",
         ),
     ] = "auto",
     weights_format: Annotated[
@@ -189,17 +150,11 @@ def run(
             show_default=False,
         ),
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    device: Device = "auto",
     chunk_size: Annotated[
         int, typer.Option("--chunk-size", help="Examples per resumable chunk.")
     ] = DEFAULT_CHUNK_SIZE,
-    vision: Annotated[
-        str | None,
-        typer.Option(
-            "--vision",
-            help="Vision encoders, comma-separated: vit, cnn, labels, clip=<model>:<checkpoint>, NAME=hf:<folder>.",
-        ),
-    ] = None,
+    vision: Vision = None,
     patches: Annotated[
         bool, typer.Option("--patches", help="Also store the ViT patch grid (for cross-attention heads).")
     ] = False,
@@ -211,13 +166,7 @@ def run(
             show_default=False,
         ),
     ] = None,
-    context: Annotated[
-        str | None,
-        typer.Option(
-            "--context",
-            help="Also store text features with image-derived text as a second segment: captions, labels (comma-separated).",
-        ),
-    ] = None,
+    context: Context = None,
     split: SplitOpt = None,
     split_fractions: Annotated[
         str | None,
@@ -237,39 +186,40 @@ def run(
     no_captions: NoCaptions = False,
     cache: CacheDir = None,
 ) -> None:
-    """Featurize DATASET with the chosen encoders; an existing entry is reused without loading any model."""
+    """Featurize DATASET with the chosen encoders; an existing entry is reused without loading any
+    model (in Python: featurize.featurize_dataset)."""
     if chunk_size < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--chunk-size")
-    options = _load_options(
-        data_dir, fmt, label_map, repair_iob, images, missing_images, captions, no_captions, image_map
-    )
-    if split_fractions:
-        options = replace(options, split_fractions=parse_fractions(split_fractions))
-    loaded = load_dataset(dataset, options, split)
-    _report_loading(loaded, loaded.image_root is not None)
-    word_options = WordFeatureOptions(
+    featurize_dataset(
+        dataset,
+        text=text,
+        vision=vision,
+        context=context,
+        images=images,
+        image_map=image_map,
+        cache_dir=cache,
+        data_dir=data_dir,
+        splits=split,
+        format=fmt,
         layers=layers,
         pooling=pooling,
+        weights_format=weights_format,
         max_length=max_length,
         stride=stride,
         batch_size=batch_size,
         bf16=bf16,
         device=device,
-        weights_format=weights_format,
-    )
-    plan = RunPlan(
-        text=_names(text),
-        vision=_names(vision),
-        contexts=_names(context),
-        word_options=word_options,
-        vision_options=VisionOptions(patches=patches, batch_size=vision_batch_size, device=device),
         chunk_size=chunk_size,
+        patches=patches,
+        vision_batch_size=vision_batch_size,
+        split_fractions=split_fractions,
+        label_map=_checked_label_map(label_map, images),
+        repair_iob=repair_iob,
+        missing_images=missing_images,
+        captions=captions,
+        use_captions=not no_captions,
+        console=console,
     )
-    run_pipeline(loaded, plan, FeatureStore(cache_dir(cache)), console)
-
-
-def _names(option: str | None) -> list[str]:
-    return [part.strip() for part in (option or "").split(",") if part.strip()]
 
 
 @app.command()
@@ -306,22 +256,43 @@ def datasets() -> None:
 
 
 def _first_paragraph(factory: object) -> str:
-    import sys as _sys
-
-    doc = _sys.modules[getattr(factory, "__module__", "")].__doc__ or ""
+    doc = sys.modules[getattr(factory, "__module__", "")].__doc__ or ""
     text = " ".join(doc.split("\n\n")[0].split())
     return text if len(text) <= 110 else text[:107] + "..."
 
 
+def _trait_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 @app.command()
 def encoders() -> None:
-    """The registered text and vision encoders (any other: NAME=hf:<hub id or folder>)."""
+    """The registered text and vision encoders with their traits (any other: NAME=hf:<hub id or folder>)."""
     from featurize.vision import VISION_ENCODERS
 
     for kind, registry in (("text", TEXT_ENCODERS), ("vision", VISION_ENCODERS)):
+        traits = [t for t in registry.defaults if t != "label"]
+        table = Table(kind, "weights", *traits, "about", title=f"{kind} encoders")
         for name, factory in registry.items():
-            out.print(f"{kind:7s} {name:7s} {_first_paragraph(factory)}", highlight=False)
-    out.print("text    hf:<hub id or local folder>: any Hugging Face encoder or decoder", highlight=False)
+            found = registry.traits(name)
+            table.add_row(
+                name, str(found["label"]), *(_trait_text(found[t]) for t in traits), _first_paragraph(factory)
+            )
+        if kind == "text":
+            defaults = registry.defaults
+            table.add_row(
+                "hf:<hub id or folder>",
+                "any Hugging Face encoder or decoder",
+                *(_trait_text(defaults[t]) for t in traits),
+                f"also NAME=hf:... for a registered NAME's settings; default: {DEFAULT_TEXT_ENCODER}",
+            )
+        out.print(table)
+    out.print(
+        "cost: relative encoding time (minilm 1), measured by `bench featurize` (README, Measured).",
+        highlight=False,
+    )
 
 
 # Each one-time weight conversion and the check that compares it with the original.

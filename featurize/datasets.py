@@ -39,6 +39,9 @@ class DatasetSpec:
     # For corpora shipped as one file: contiguous fractions for train/dev/test, in file order,
     # so neighbouring sentences of one document never land in two splits.
     split_fractions: tuple[float, float, float] | None = None
+    # How raw text is cut into this dataset's words when a head trained on it tags new text
+    # (heads.words.tokenize): "tweet" keeps "#tag"/"@user" whole, "split" splits the sign off.
+    tokenizer: str = "tweet"
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -71,6 +74,7 @@ _add(
         {},
         "captions/blip2_twitter2017.txt",
         "twitter2017_images",
+        tokenizer="split",  # UMT's Twitter-2017 has "#" and "@" split off ("# NBA", "@ user")
     )
 )
 _add(

@@ -17,7 +17,7 @@ from featurize.errors import ConfigError
 from featurize.image_entries import DEFAULT_IMAGE_CHUNK, SplitImages, build_image_entry
 from featurize.text import build_text_encoder
 from featurize.text.transformer import WordFeatureOptions
-from featurize.vision import build_vision_encoder
+from featurize.vision import VISION_ENCODERS, build_vision_encoder
 from featurize.vision.encoder import VisionOptions
 
 CONTEXTS = ("captions", "labels")
@@ -54,13 +54,17 @@ def _label_words(names: list[str]) -> str:
     return ", ".join(name.split(",")[0].strip() for name in names)
 
 
+def _gives_labels(spec: str) -> bool:
+    return VISION_ENCODERS.trait(spec.split("=")[0], "gives") == "labels"
+
+
 def run(dataset: Dataset, plan: RunPlan, store: FeatureStore, console: Console) -> dict[str, list[Path]]:
     started = time.perf_counter()
     written: dict[str, list[Path]] = {}
-    image_entries: dict[tuple[str, str], Path] = {}
+    label_entries: dict[str, Path] = {}  # per split, the image entry holding label words
 
     vision = list(plan.vision)
-    if "labels" in plan.contexts and not any(v.split("=")[0] == "labels" for v in vision):
+    if "labels" in plan.contexts and not any(_gives_labels(v) for v in vision):
         vision.append("labels")  # the label words of the images are this context's input
     for spec in vision:
         encoder = build_vision_encoder(spec, plan.vision_options)
@@ -74,7 +78,8 @@ def run(dataset: Dataset, plan: RunPlan, store: FeatureStore, console: Console) 
                 continue
             result = build_image_entry(store, dataset, split, encoder, console, plan.image_chunk_size)
             _say(console, result, "images")
-            image_entries[(spec.split("=")[0], split)] = result.path
+            if _gives_labels(spec):
+                label_entries[split] = result.path
             written.setdefault(f"vision:{spec}", []).append(result.path)
 
     total_words = 0
@@ -86,8 +91,8 @@ def run(dataset: Dataset, plan: RunPlan, store: FeatureStore, console: Console) 
             for kind in plan.contexts:
                 if kind == "captions":
                     contexts.append(TextContext("captions", [e.caption for e in examples]))
-                elif ("labels", split) in image_entries:
-                    labels = ImageFeatures.load(image_entries[("labels", split)])
+                elif split in label_entries:
+                    labels = ImageFeatures.load(label_entries[split])
                     words = [_label_words(labels.label_words(i)) or None for i in range(len(examples))]
                     contexts.append(TextContext("labels", words))
             for context in contexts:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from featurize.atomic import atomic_write_text
 from featurize.errors import ConfigError
 from featurize.hashing import sha256_file
 
@@ -150,9 +151,7 @@ class _HashMemo:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
-            tmp.write_text(json.dumps(self.known))
-            os.replace(tmp, self.path)
+            atomic_write_text(self.path, json.dumps(self.known), hidden=False)
         except OSError:
             pass  # the memo only saves time
 

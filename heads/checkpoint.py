@@ -9,13 +9,12 @@ vocabularies of heads with their own embeddings, and the cache schema version.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
+from featurize.atomic import atomic_write, atomic_write_text
 from featurize.cache.schema import SCHEMA_VERSION
 from featurize.errors import ConfigError
 from heads.config_file import read_versioned_json
@@ -42,14 +41,8 @@ def save(folder: Path, model: Tagger, config: dict[str, object]) -> Path:
         **config,
     }
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    for name, write in (
-        (WEIGHTS, lambda p: save_file(state, str(p), metadata={"format": FORMAT})),
-        (CONFIG, lambda p: p.write_text(json.dumps(full, indent=1, ensure_ascii=False), encoding="utf-8")),
-    ):
-        handle, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
-        os.close(handle)
-        write(Path(tmp))
-        os.replace(tmp, folder / name)
+    atomic_write(folder / WEIGHTS, lambda p: save_file(state, str(p), metadata={"format": FORMAT}))
+    atomic_write_text(folder / CONFIG, json.dumps(full, indent=1, ensure_ascii=False))
     return folder
 
 

@@ -12,44 +12,19 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from featurize import cli_options as opt
 from featurize.cache.store import cache_dir
 from featurize.cache.text_features import TextFeatures
 from featurize.console_app import run_app, stdout_console
 from featurize.errors import ConfigError
+from featurize.text import DEFAULT_TEXT_ENCODER
+from heads.train_config import TrainConfig
 
 app = typer.Typer(
     help="Train, evaluate and apply heads on cached features.", no_args_is_help=True, add_completion=False
 )
 out = stdout_console()
-
-CacheDir = Annotated[
-    Path | None,
-    typer.Option("--cache-dir", help="The feature store (default $MNER_CACHE_DIR, else ./cache)."),
-]
-
-
-def parse_pairs(values: list[str] | None, option: str) -> dict[str, str]:
-    pairs: dict[str, str] = {}
-    for value in values or []:
-        for item in value.split(","):
-            if not item.strip():
-                continue
-            if "=" not in item:
-                raise ConfigError(f"{option}: expected NAME=VALUE, got {item!r}")
-            name, _, val = item.partition("=")
-            pairs[name.strip()] = val.strip()
-    return pairs
-
-
-def parse_rates(values: list[str] | None) -> dict[str, float]:
-    """``--lr text=1e-5,crf=2e-4`` -> learning rates per component."""
-    rates = {}
-    for name, value in parse_pairs(values, "--lr").items():
-        try:
-            rates[name] = float(value)
-        except ValueError:
-            raise ConfigError(f"--lr {name}={value}: the rate must be a number, e.g. {name}=1e-5") from None
-    return rates
+TRAIN = TrainConfig()  # heads train's defaults: read here, written once in heads.train_config
 
 
 def _percent(value: object) -> str:
@@ -118,75 +93,45 @@ def default_run_folder(
 
 @app.command()
 def train(
-    dataset: Annotated[
-        str, typer.Option("--dataset", help="A dataset featurized into the cache (t15, t17, ...).")
-    ] = "t17",
+    dataset: opt.Dataset = "t17",
     head: Annotated[str, typer.Option("--head", help="A head from `heads list`.")] = "bilstm-crf",
-    text: Annotated[
-        str | None,
-        typer.Option(
-            "--text",
-            help="Cached text encoder(s); join several with + (minilm+mpnet). 'none' for word-id heads.",
-        ),
-    ] = "minilm",
-    vision: Annotated[
-        str | None, typer.Option("--vision", help="Cached vision encoder: vit, cnn, labels, clip.")
-    ] = None,
-    context: Annotated[
-        str, typer.Option("--context", help="Text features with a second segment: none, captions, labels.")
-    ] = "none",
-    modality: Annotated[
-        str | None,
-        typer.Option("--modality", help="both, text or image: the unimodal variants of the fusion heads."),
-    ] = None,
-    pooling: Annotated[
-        str | None, typer.Option("--pooling", help="Pick the cached entry with this pooling.")
-    ] = None,
-    layers: Annotated[
-        str | None, typer.Option("--layers", help="Pick the cached entry with these layers (last4).")
-    ] = None,
-    option: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set", help="Head hyperparameters NAME=VALUE (repeat or comma-separate); see `heads list`."
-        ),
-    ] = None,
-    lr: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--lr",
-            help="Learning rate per component: text, vision, fusion, inner_lstm, crf, dense (NAME=VALUE).",
-        ),
-    ] = None,
+    text: opt.Text = DEFAULT_TEXT_ENCODER,
+    vision: opt.Vision = None,
+    context: Annotated[str, typer.Option("--context", help="Text features with a second segment: none, captions, labels.")] = "none",
+    modality: opt.Modality = None,
+    pooling: opt.Pooling = None,
+    layers: opt.Layers = None,
+    option: opt.HeadOptions = None,
+    lr: opt.LearningRates = None,
     lr_preset: Annotated[
-        str, typer.Option("--lr-preset", help="cached (defaults for frozen features) or thesis.")
-    ] = "cached",
-    epochs: Annotated[int, typer.Option("--epochs", help="Most epochs.")] = 40,
+        str, typer.Option("--lr-preset", help="cached (defaults for frozen features), thesis or thesis-llama.")
+    ] = TRAIN.lr_preset,
+    epochs: Annotated[int, typer.Option("--epochs", help="Most epochs.")] = TRAIN.epochs,
     patience: Annotated[
         int, typer.Option("--patience", help="Stop after this many epochs without a better dev score.")
-    ] = 5,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
+    ] = TRAIN.patience,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = TRAIN.batch_size,
     scheduler: Annotated[
-        str, typer.Option("--scheduler", help="plateau, cosine (warm restarts T0=5, Tmult=2) or none.")
-    ] = "plateau",
-    clip: Annotated[float, typer.Option("--clip", help="Max gradient norm (0: off).")] = 5.0,
-    weight_decay: Annotated[float, typer.Option("--weight-decay")] = 0.01,
+        str, typer.Option("--scheduler", help="plateau, cosine (warm restarts T0=5, Tmult=2), linear or none.")
+    ] = TRAIN.scheduler,
+    clip: Annotated[float, typer.Option("--clip", help="Max gradient norm (0: off).")] = TRAIN.clip,
+    weight_decay: Annotated[float, typer.Option("--weight-decay")] = TRAIN.weight_decay,
     class_weights: Annotated[
         bool,
         typer.Option("--class-weights", help="Weight the cross-entropy by N/(m*freq_c) (softmax heads)."),
-    ] = False,
+    ] = TRAIN.class_weights,
     select: Annotated[
         str, typer.Option("--select", help="Validation metric: entity_f1 or token_macro_f1.")
-    ] = "entity_f1",
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    ] = TRAIN.select,
+    seed: opt.Seed = TRAIN.seed,
     precision: Annotated[
         str,
         typer.Option(
             "--precision",
-            help="fp32, or bf16: training steps under bf16 autocast (about 1.5x faster on a CPU with "
-            "native bf16; weights and evaluation stay fp32). `bench heads` trains with bf16.",
+            help="fp32, bf16 (training steps under bf16 autocast, about 1.5x faster on a CPU with native "
+            "bf16; weights and evaluation stay fp32) or auto (bf16 where native). `bench heads` trains with bf16.",
         ),
-    ] = "fp32",
+    ] = TRAIN.precision,
     stem: Annotated[
         str | None, typer.Option("--stem", help="Stem words for trainable embeddings: english, german.")
     ] = None,
@@ -196,48 +141,38 @@ def train(
             "--threads",
             help="torch threads; 1 is fastest here for these small recurrent steps (0: torch's default).",
         ),
-    ] = 1,
+    ] = TRAIN.threads,
     run_dir: Annotated[Path | None, typer.Option("--out", help="Where the model and run.json go.")] = None,
-    cache: CacheDir = None,
+    cache: opt.CacheDir = None,
 ) -> None:
     """Train a head on cached features, choose its epoch on dev, score dev and test, save it."""
-    from heads.crf_suite_run import is_crfsuite, run_crfsuite
-    from heads.experiment import RunSpec
-    from heads.experiment import run as run_experiment
+    from heads.experiment import RunSpec, epoch_printer
+    from heads.families import family_of_head
     from heads.inputs import InputSpec
-    from heads.train import TrainConfig
+    from heads.train_config import TrainConfig
 
     text = None if text in (None, "", "none") else text
+    family = family_of_head(head)
     inputs = InputSpec(dataset, text, vision, context, pooling, layers)
     folder = run_dir or default_run_folder(dataset, head, text, vision, context, modality, seed)
-    if is_crfsuite(head):
-        record = run_crfsuite(inputs, parse_pairs(option, "--set"), seed, cache_dir(cache), folder, out)
-    else:
-        config = TrainConfig(
-            seed=seed,
-            epochs=epochs,
-            patience=patience,
-            batch_size=batch_size,
-            lr_preset=lr_preset,
-            lr=parse_rates(lr),
-            weight_decay=weight_decay,
-            clip=clip,
-            scheduler=scheduler,
-            class_weights=class_weights,
-            select=select,
-            precision=precision,
-            threads=threads,
-        )
-        spec = RunSpec(head, inputs, modality, parse_pairs(option, "--set"), config, stem)
-
-        def progress(row: dict[str, float]) -> None:
-            out.print(
-                f"epoch {int(row['epoch']):3d}  loss {row['train_loss']:8.4f}  dev entity F1 "
-                f"{100 * row['dev_entity_f1']:6.2f}  token macro F1 {100 * row['dev_token_macro_f1']:6.2f}  "
-                f"lr {row['lr_max']:.1e}  {row['seconds']:6.1f} s"
-            )
-
-        record = run_experiment(spec, cache_dir(cache), folder, progress)
+    config = TrainConfig(
+        seed=seed,
+        epochs=epochs,
+        patience=patience,
+        batch_size=batch_size,
+        lr_preset=lr_preset,
+        lr=opt.parse_rates(lr),
+        weight_decay=weight_decay,
+        clip=clip,
+        scheduler=scheduler,
+        class_weights=class_weights,
+        select=select,
+        precision=precision,
+        threads=threads,
+    )
+    spec = RunSpec(head, inputs, modality, opt.parse_pairs(option, "--set"), config, stem)
+    record = family.train(spec, cache_dir(cache), folder, epoch_printer(out))
+    if record.get("best_epoch") is not None:
         out.print(
             f"best epoch {record['best_epoch']} of {record['epochs_run']}; trained in {record['train_seconds']:.1f} s, "
             f"peak memory {record['peak_memory_mib']:,.0f} MiB"
@@ -249,12 +184,7 @@ def train(
         + (f", context {context}" if context != "none" else "")
         + ")",
     )
-    files = (
-        "model.crfsuite, config.json, run.json"
-        if is_crfsuite(head)
-        else "model.safetensors, config.json, run.json"
-    )
-    out.print(f"saved {folder} ({files})")
+    out.print(f"saved {folder} ({family.files})")
 
 
 @app.command("eval")
@@ -264,17 +194,13 @@ def evaluate(
     output: Annotated[
         Path | None, typer.Option("--json", help="Also write the scores to this JSON file.")
     ] = None,
-    cache: CacheDir = None,
+    cache: opt.CacheDir = None,
 ) -> None:
     """Score a saved head on cached splits: entity P/R/F1 (both modes), token macro F1."""
-    from heads.crf_suite_run import evaluate_crfsuite, is_crfsuite_folder
-    from heads.experiment import evaluate_saved
+    from heads.families import family_of_folder
 
     splits = tuple(s.strip() for s in split.split(",") if s.strip())
-    if is_crfsuite_folder(model):
-        scores = evaluate_crfsuite(model, cache_dir(cache), splits)
-    else:
-        _, scores = evaluate_saved(model, cache_dir(cache), splits)
+    scores = family_of_folder(model).evaluate(model, cache_dir(cache), splits)
     print_scores(scores, f"{model}")
     if output:
         output.write_text(json.dumps(scores, indent=1), encoding="utf-8")
@@ -318,14 +244,9 @@ def predict(
             help="How raw text becomes words: tweet (#tag, @user kept), split ('#', 'tag'), or auto (the head's dataset: split for t17).",
         ),
     ] = "auto",
-    images: Annotated[
-        Path | None, typer.Option("--images", help="Folder to find the image ids of an --input file in.")
-    ] = None,
-    image_map: Annotated[
-        Path | None,
-        typer.Option("--image-map", help="<image id><TAB><path under --images>, as in featurize."),
-    ] = None,
-    device: Annotated[str, typer.Option("--device", help="Encoders on auto, cpu or cuda.")] = "auto",
+    images: opt.Images = None,
+    image_map: opt.ImageMap = None,
+    device: opt.Device = "auto",
     lora_weights: Annotated[
         str,
         typer.Option(
@@ -334,7 +255,7 @@ def predict(
             "merged into fp32 weights (merged; saved with `bench finetune --merge`).",
         ),
     ] = "adapter",
-    cache: CacheDir = None,
+    cache: opt.CacheDir = None,
 ) -> None:
     """Tag new text (and images): run the encoders the head was trained on (a fine-tuned
     model's own encoders), print entities."""
@@ -342,7 +263,9 @@ def predict(
 
     from rich.console import Console
 
-    from heads.predict import OUTPUT_FORMATS, Predictor, collect_inputs, format_predictions
+    from heads.families import load
+    from heads.input_files import collect_inputs
+    from heads.predictor import OUTPUT_FORMATS, format_predictions
 
     if fmt not in OUTPUT_FORMATS:
         raise ConfigError(f"--format {fmt!r}: choose one of {', '.join(OUTPUT_FORMATS)}")
@@ -351,7 +274,7 @@ def predict(
     def note(message: str) -> None:
         err.print(f"note: {message}", style="yellow", markup=False, highlight=False, soft_wrap=True)
 
-    predictor = Predictor(model, cache_dir(cache), device, note, lora_weights)
+    predictor = load(model, cache_dir(cache), device, note, lora_weights)
     inputs = collect_inputs(
         text,
         input_file,
@@ -377,8 +300,8 @@ def report(
     import shlex
     import sys
 
-    from bench.report import Report
     from heads.report import load_records, summarise
+    from heads.report_table import Report
 
     rows = summarise(load_records(runs))
     columns = list(rows[0])
@@ -405,16 +328,10 @@ def list_heads() -> None:
     import heads.models  # noqa: F401
     from heads.tagger import HEADS
 
-    table = Table("head", "modalities", "options (--set NAME=VALUE)", "what it is")
+    table = Table("head", "family", "modalities", "options (--set NAME=VALUE)", "what it is")
     for name, cls in HEADS.items():
         options = ", ".join(f"{f.name}={f.default}" for f in fields(cls.Hyper))
-        table.add_row(name, ", ".join(cls.modalities), options, cls.description)
-    table.add_row(
-        "crf",
-        "text",
-        "c1 grid, c2 grid, clusters, max_iterations",
-        "sklearn-crfsuite with classic word features",
-    )
+        table.add_row(name, HEADS.trait(name, "family"), ", ".join(cls.modalities), options, cls.description)
     out.print(table)
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import string
 import tempfile
 import unicodedata
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from featurize.atomic import atomic_write
 from featurize.errors import ConfigError
 from heads.config_file import read_versioned_json
 
@@ -441,10 +441,7 @@ class CrfSuiteTagger:
             tensors = {str(k): np.ascontiguousarray(c, dtype=np.float32) for k, c in self.centres.items()}
             writers.append((CLUSTERS, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT})))
         for name, write in writers:  # through temporary names, so a crash leaves no half model
-            handle, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
-            os.close(handle)
-            write(Path(tmp))
-            os.replace(tmp, folder / name)
+            atomic_write(folder / name, write)
         return folder
 
     @classmethod

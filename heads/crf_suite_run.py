@@ -10,27 +10,22 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from featurize.atomic import atomic_write_text
 from featurize.build import library_versions, peak_memory_mib
 from featurize.errors import ConfigError
 from heads.crf_suite import CrfSuiteConfig, CrfSuiteTagger
 from heads.data import SplitData, load_split
+from heads.experiment import RunSpec
 from heads.inputs import EntryIndex, InputSpec
 from heads.metrics import METRIC_NOTES, all_scores
 
 NAME = "crf"
 MARKER = "crfsuite.json"
-
-
-def is_crfsuite(head: str) -> bool:
-    return head == NAME
-
-
-def is_crfsuite_folder(folder: Path) -> bool:
-    return (folder / MARKER).is_file()
 
 
 def _floats(text: str, option: str) -> tuple[float, ...]:
@@ -71,17 +66,22 @@ def _vectors(data: SplitData) -> list | None:
 
 
 def run_crfsuite(
-    inputs: InputSpec,
-    options: dict[str, str],
-    seed: int,
+    spec: RunSpec,
     cache_root: Path,
     out: Path | None,
-    console: Console,
+    on_epoch: object = None,
+    quiet: bool = False,
 ) -> dict[str, object]:
+    """Fit the c1/c2 grid on train, choose on dev, score dev and test, save into ``out``: the
+    crfsuite family's ``train`` (the same run record as a torch head's)."""
+    from heads.models.crfsuite import CrfSuiteOptions
+
     started = time.perf_counter()
-    config = config_from(options, seed)
+    inputs, seed = spec.inputs, spec.train.seed
+    console = Console(stderr=True, quiet=quiet)
+    config = config_from(dict(spec.options), seed)
     if inputs.text and not config.clusters:
-        config.clusters = (100, 500)
+        config.clusters = tuple(int(k) for k in CrfSuiteOptions.clusters.split("/"))
     if not inputs.text:
         config.clusters = ()
     if inputs.vision:
@@ -136,8 +136,8 @@ def run_crfsuite(
     }
     if out is not None:
         tagger.save(out)
-        (out / MARKER).write_text(json.dumps({"inputs": inputs.describe()}, indent=1), encoding="utf-8")
-        (out / "run.json").write_text(json.dumps(record, indent=1, ensure_ascii=False), encoding="utf-8")
+        atomic_write_text(out / MARKER, json.dumps({"inputs": inputs.describe()}, indent=1))
+        atomic_write_text(out / "run.json", json.dumps(record, indent=1, ensure_ascii=False))
     return record
 
 
@@ -151,3 +151,24 @@ def evaluate_crfsuite(folder: Path, cache_root: Path, splits: tuple[str, ...]) -
         data = load_split(index, inputs, s)
         scores[s] = all_scores(data.tags, tagger.predict(data.words, _vectors(data)))
     return scores
+
+
+class CrfSuiteBackend:
+    """The sklearn-crfsuite baseline: words (plus cluster ids of its text encoder's vectors)."""
+
+    def __init__(self, folder: Path) -> None:
+        from heads.predictor import read_json
+
+        saved = read_json(folder / MARKER)
+        try:
+            self.inputs = InputSpec(**saved["inputs"])
+        except (KeyError, TypeError) as err:
+            raise ConfigError(f"{folder / MARKER}: no valid inputs ({err})") from None
+        self.crfsuite = CrfSuiteTagger.load(folder)
+        self.config: dict[str, Any] = {}
+        self.tags = list(self.crfsuite.tags)
+        self.needs = frozenset({"text"} if self.crfsuite.config.clusters else set())
+        self.head = "crf"
+
+    def tag(self, words: list[list[str]], features: list | None, images: dict) -> list[list[str]]:
+        return self.crfsuite.predict(words, features)

@@ -10,21 +10,25 @@ from __future__ import annotations
 import json
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
 import heads.models  # noqa: F401  (registers the heads)
+from featurize.atomic import atomic_write_text
 from featurize.build import library_versions, peak_memory_mib
 from featurize.errors import ConfigError
 from featurize.labels import tag_order as order_tags
-from heads import checkpoint, finetuned
+from heads import checkpoint
 from heads.data import Batcher, SplitData, fill_missing_image_dims, load_split
-from heads.inputs import EntryIndex, InputSpec
+from heads.inputs import EntryIndex, InputSpec, input_identity
 from heads.metrics import METRIC_NOTES
 from heads.tagger import HEADS, Dims, Tagger, hyper_from
-from heads.train import TrainConfig, config_json, evaluate, seed_everything, train
+from heads.train_config import TrainConfig
+from heads.trainer import CachedFeatures, Progress, evaluate, fit, seed_everything
 from heads.vocab import Vocabularies
 
 SPLITS = ("train", "dev", "test")
@@ -44,27 +48,6 @@ class RunSpec:
 def tag_order(splits: list[SplitData]) -> list[str]:
     """Every tag of every split, O first, then by type and B before I (stable across runs)."""
     return order_tags({t for s in splits for seq in s.tags for t in seq} | {"O"})
-
-
-def input_identity(index: EntryIndex, data: SplitData) -> dict[str, dict[str, object]]:
-    """The encoder settings behind each cached input, so prediction featurizes new text alike."""
-    wanted = (
-        "encoder",
-        "weights",
-        "weights_format",
-        "layers",
-        "pooling",
-        "max_length",
-        "stride",
-        "precision",
-        "context",
-        "vision_encoder",
-    )
-    by_key = {e.key: e.meta for e in index.entries}
-    return {
-        role: {k: by_key[key].get(k) for k in wanted if k in by_key.get(key, {})}
-        for role, key in data.entries.items()
-    }
 
 
 def prepare(spec: RunSpec, cache_root: Path, splits: tuple[str, ...] = SPLITS):
@@ -107,11 +90,23 @@ def prepare(spec: RunSpec, cache_root: Path, splits: tuple[str, ...] = SPLITS):
     return model, batchers, data, vocab, index, inputs
 
 
-def run(spec: RunSpec, cache_root: Path, out: Path | None, on_epoch=None) -> dict[str, object]:
+def config_json(config: TrainConfig, model: Tagger | None = None) -> dict[str, object]:
+    """The training settings a run record holds, with the learning rates they resolved to."""
+    own = model.default_learning_rates() if model is not None else None
+    return config.describe() | {"learning_rates": config.learning_rates(own)}
+
+
+def run(
+    spec: RunSpec, cache_root: Path, out: Path | None, on_epoch=None, quiet: bool = False
+) -> dict[str, object]:
+    """Train ``spec`` on the cache (the one trainer, :func:`heads.trainer.fit`), score dev and
+    test, save the head and ``run.json`` into ``out``; returns the run record. ``on_epoch``
+    gets each epoch's row (``quiet`` is for the families that draw their own progress)."""
     started = time.perf_counter()
     model, batchers, data, vocab, index, inputs = prepare(spec, cache_root)
-    result = train(model, batchers["train"], batchers["dev"], spec.train, on_epoch)
-    scores = {s: evaluate(model, b) for s, b in batchers.items() if s != "train"}
+    task = CachedFeatures(model, batchers["train"], batchers["dev"])
+    result = fit(task, spec.train, Progress(on_epoch=on_epoch) if on_epoch else None)
+    scores = {s: evaluate(model, b, spec.train.eval_batch) for s, b in batchers.items() if s != "train"}
     record = {
         "head": spec.head,
         "modality": model.modality,
@@ -142,12 +137,19 @@ def run(spec: RunSpec, cache_root: Path, out: Path | None, on_epoch=None) -> dic
             "vocab": vocab.to_json() if vocab else None,
         }
         checkpoint.save(out, model, config)
-        (out / "run.json").write_text(json.dumps(record, indent=1, ensure_ascii=False), encoding="utf-8")
+        atomic_write_text(out / "run.json", json.dumps(record, indent=1, ensure_ascii=False))
     return record
 
 
-def evaluate_saved(folder: Path, cache_root: Path, splits: tuple[str, ...]) -> tuple[Tagger, dict[str, dict]]:
-    """Score a saved head on cached splits of its dataset (or another dataset with the same inputs)."""
+def evaluate_saved(
+    folder: Path,
+    cache_root: Path,
+    splits: tuple[str, ...],
+    featurize: Callable[[SplitData], SplitData] | None = None,
+) -> tuple[Tagger, dict[str, dict]]:
+    """Score a saved head on cached splits of its dataset (or another dataset with the same inputs).
+    ``featurize`` recomputes a split's features first (a fine-tuned run's own encoders:
+    ``heads.families`` passes its predictor's)."""
     model, config = checkpoint.load(folder)
     inputs = InputSpec(**config["inputs"])  # type: ignore[arg-type]
     cls = type(model)
@@ -157,13 +159,23 @@ def evaluate_saved(folder: Path, cache_root: Path, splits: tuple[str, ...]) -> t
     if inputs.vision:
         fill_missing_image_dims(list(data.values()), model.dims.image or None)
     vocab = checkpoint.vocabularies(config)
-    if finetuned.info(config):  # its own encoders: the cached features are the base's, not its own
-        from heads.predict import Predictor
-
-        predictor = Predictor(folder, cache_root)  # loads the run's encoders once for every split
-        data = {s: finetuned.featurized(predictor, d) for s, d in data.items()}
+    if featurize is not None:
+        data = {s: featurize(d) for s, d in data.items()}
     scores = {}
     for s, d in data.items():
         checkpoint.check_dims(config, d.text_dim, d.image_dim)
         scores[s] = evaluate(model, Batcher(d, model.tags, vocab, needs))
     return model, scores
+
+
+def epoch_printer(console: Any) -> Callable[[dict[str, float]], None]:
+    """``heads train``'s line per epoch (loss, dev scores, learning rate, time)."""
+
+    def show(row: dict[str, float]) -> None:
+        console.print(
+            f"epoch {int(row['epoch']):3d}  loss {row['train_loss']:8.4f}  dev entity F1 "
+            f"{100 * row['dev_entity_f1']:6.2f}  token macro F1 {100 * row['dev_token_macro_f1']:6.2f}  "
+            f"lr {row['lr_max']:.1e}  {row['seconds']:6.1f} s"
+        )
+
+    return show

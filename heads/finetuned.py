@@ -19,15 +19,15 @@ merging rounds the update away); tests load both back and compare predictions.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 from safetensors.torch import load_file, save_file
 
+from featurize.atomic import atomic_folder
 from featurize.errors import ConfigError
+from featurize.rebuild import text_encoder_like, word_options
 from heads import checkpoint
 
 KEY = "fine_tuned"
@@ -41,13 +41,14 @@ def _slug(name: str) -> str:
 def save(folder: Path, model: Any, config: dict[str, object], merge: bool = False) -> Path:
     """Write the run folder through a temporary sibling renamed into place: a crash leaves the
     previous folder (or none), never half of one."""
+    with atomic_folder(Path(folder)) as tmp:
+        _write(tmp, model, config, merge)
+    return Path(folder)
+
+
+def _write(tmp: Path, model: Any, config: dict[str, object], merge: bool) -> None:
     import torch
 
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     info: dict[str, Any] = {"text": {}, "vision": None}
     for name, live in zip(model.names, model.text):
         sub = f"text-{_slug(name)}"
@@ -80,10 +81,6 @@ def save(folder: Path, model: Any, config: dict[str, object], merge: bool = Fals
         save_file(state, str(tmp / path), metadata={"format": "mner-vision-encoder"})
         info["vision"] = {"name": name, "weights": path}
     checkpoint.save(tmp, model.head, config | {KEY: info})
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
-    return folder
 
 
 def merged_model(live: Any) -> Any:
@@ -114,7 +111,6 @@ def text_encoder(
     """The fine-tuned encoder ``name`` of a run folder, with the settings its head was trained on."""
     from featurize.text.transformer import TransformerWordEncoder
     from featurize.weights import LocalFolder
-    from heads.predict import build_text_encoder_like, word_options
 
     if lora not in LORA_WEIGHTS:
         raise ConfigError(f"--lora-weights {lora!r}: choose one of {', '.join(LORA_WEIGHTS)}")
@@ -132,7 +128,7 @@ def text_encoder(
     from peft import PeftModel
 
     base_identity = entry.get("base_identity") or identity
-    encoder = build_text_encoder_like(name, dict(base_identity), device)  # the base, checked
+    encoder = text_encoder_like(name, dict(base_identity), device)  # the base, checked
     encoder.load()
     adapter = folder / str(entry["adapter"])
     if not (adapter / "adapter_config.json").is_file():
@@ -166,34 +162,3 @@ def describe(config: dict[str, object]) -> str:
     kinds = sorted({str(e.get("kind")) for e in data["text"].values()})
     vision = " + vision" if data.get("vision") else ""
     return f"fine-tuned ({', '.join(kinds)}{vision})"
-
-
-def featurized(predictor: Any, data: Any) -> Any:
-    """A cached split (words, second segments, image files) with the features of a fine-tuned
-    run's own encoders (``predictor``: its folder loaded once), computed as ``heads predict``
-    computes them (``heads eval``)."""
-    from dataclasses import replace
-
-    import numpy as np
-
-    parts = [
-        predictor.text_encoder(name).encode(data.words, None, data.contexts)
-        for name in predictor.inputs.text_encoders
-        if "text" in predictor.needs
-    ]
-    out = replace(data)
-    if parts:
-        out.features = np.concatenate(
-            [np.concatenate([p[i] for p in parts], axis=1) for i in range(len(data))], axis=0
-        ).astype(np.float32)
-    tuned = (predictor.fine_tuned or {}).get("vision")
-    if tuned and data.image_files is not None:
-        from heads.predict import PredictInput
-
-        inputs = [PredictInput(list(w), [Path(f) for f in fs]) for w, fs in zip(data.words, data.image_files)]
-        arrays = predictor.image_features(inputs)
-        if "pooled" in arrays:
-            out.image, out.has_image = arrays["pooled"], arrays["has_image"]
-        if "patches" in arrays:
-            out.patches = arrays["patches"]
-    return out

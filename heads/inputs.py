@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from featurize.cache.schema import SCHEMA_VERSION, read_attrs
 from featurize.cache.store import FeatureStore, open_entry
@@ -137,9 +138,14 @@ class EntryIndex:
 
 
 def _is_featurize_default(meta: dict[str, object]) -> bool:
-    """featurize's defaults: the last four layers, and pooling ``auto`` (mean for the decoder,
-    first subword for the BERT family)."""
-    default_pooling = "mean" if str(meta.get("encoder", "")).startswith("llama") else "first"
+    """featurize's defaults: the last four layers, and pooling ``auto``: the encoder's ``pooling``
+    trait (mean for the decoder, first subword for the BERT family and any ``hf:...`` model)."""
+    from featurize.text import TEXT_ENCODERS
+
+    # An entry stores the encoder's name: a registered one (``llama``, also for llama=hf:...)
+    # or ``hf:<id or folder>``, which gets the registry's default; NAME=... is read as NAME.
+    name = str(meta.get("encoder", "")).split("=")[0]
+    default_pooling = TEXT_ENCODERS.trait(name, "pooling")
     return layers_label(meta.get("layers")) == "last4" and meta.get("pooling") == default_pooling
 
 
@@ -153,3 +159,25 @@ def check_schema(meta: dict[str, object], path: Path) -> None:
         raise CacheError(
             f"{path}: cache schema {meta.get('schema_version')}, this toolkit reads {SCHEMA_VERSION}"
         )
+
+
+def input_identity(index: EntryIndex, data: Any) -> dict[str, dict[str, object]]:
+    """The encoder settings behind each cached input of ``data`` (its ``entries``: role -> key), so
+    prediction, evaluation and fine-tuning rebuild the encoders alike (featurize.rebuild)."""
+    wanted = (
+        "encoder",
+        "weights",
+        "weights_format",
+        "layers",
+        "pooling",
+        "max_length",
+        "stride",
+        "precision",
+        "context",
+        "vision_encoder",
+    )
+    by_key = {e.key: e.meta for e in index.entries}
+    return {
+        role: {k: by_key[key].get(k) for k in wanted if k in by_key.get(key, {})}
+        for role, key in data.entries.items()
+    }

@@ -1,7 +1,7 @@
 """Aggregate run records (``run.json``) into mean ± std over seeds, one row per configuration.
 
 Rows are keyed by everything but the seed, sorted by mean validation entity F1 (the choice is
-made on dev; test is only reported). Uses the benchmark's report format (bench/report.py) so
+made on dev; test is only reported). Uses the benchmark's report format (heads/report_table.py) so
 heads and bench tables read alike.
 """
 
@@ -31,19 +31,23 @@ def load_records(paths: list[Path]) -> list[dict]:
 
 def options_label(record: dict) -> str:
     """Hyperparameters that differ from the head's defaults (the CRF's chosen c1/c2)."""
-    hyper = record.get("hyper", {})
-    if record["head"] == "crf":
-        return f"c1={hyper.get('c1')} c2={hyper.get('c2')}"
     import heads.models  # noqa: F401  (registers the heads)
     from heads.tagger import HEADS
+
+    hyper = record.get("hyper", {})
+    if HEADS.trait(record["head"], "family") == "crfsuite":
+        return f"c1={hyper.get('c1')} c2={hyper.get('c2')}"
 
     defaults = vars(HEADS.get(record["head"]).Hyper())
     return " ".join(f"{k}={v}" for k, v in sorted(hyper.items()) if defaults.get(k) != v) or "defaults"
 
 
 def config_label(record: dict) -> tuple[str, str, str, str, str, str, str]:
+    import heads.models  # noqa: F401  (registers the heads)
+    from heads.tagger import HEADS
+
     inputs = record["inputs"]
-    text = inputs.get("text") or ("classic features" if record["head"] == "crf" else "word ids")
+    text = inputs.get("text") or HEADS.trait(record["head"], "own_words")[0]
     if inputs.get("pooling"):
         text += f" ({inputs['pooling']})"
     return (

@@ -1,7 +1,7 @@
 """What every torch head shares: emissions -> CRF (or softmax) loss and decoding, components.
 
-A head is one file in ``heads/models/`` with a ``@HEADS.register("name")`` line: a subclass of
-``Tagger`` with a hyperparameter dataclass. The base class owns the output layer's loss and
+A head is one file in ``heads/models/`` with a ``@HEADS.register("name")`` line (plus its import
+in ``heads/models/__init__.py``): a subclass of ``Tagger`` with a hyperparameter dataclass. The base class owns the output layer's loss and
 decoding, so each head only says how it turns a batch into per-word tag scores, which
 inputs it needs, and which component each of its parameters belongs to (the optimiser gives
 each component its own learning rate).
@@ -23,6 +23,7 @@ from heads.crf import LinearChainCRF
 from heads.data import Batch
 
 COMPONENTS = ("text", "vision", "fusion", "inner_lstm", "crf", "dense")
+CRF_MODULE = "crf"  # the attribute holding the output CRF: its parameters are the crf component
 MODALITIES = ("both", "text", "image")
 
 
@@ -97,7 +98,7 @@ class Tagger(nn.Module):
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         groups: dict[str, list[nn.Parameter]] = {c: [] for c in COMPONENTS}
         for name, param in self.named_parameters():
-            component = "crf" if name.startswith("crf.") else self.component_of(name)
+            component = "crf" if name.partition(".")[0] == CRF_MODULE else self.component_of(name)
             if component not in groups:
                 raise RuntimeError(f"{type(self).__name__}: {name} maps to unknown component {component}")
             groups[component].append(param)
@@ -177,4 +178,11 @@ class BiLSTM(nn.Module):
         return z, z
 
 
-HEADS: Registry[type[Tagger]] = Registry("head")
+# Every head, found by name. Traits: ``family`` (how it trains and loads: heads.families);
+# ``grid_order`` (its place in the grid's longest-first schedule, None: by its modality);
+# ``fusion`` (a thesis fusion head: its labels always name the modality); ``own_words`` (what
+# it reads without --text, for reports: long and short form).
+HEADS: Registry[type] = Registry(
+    "head",
+    defaults={"family": "torch", "grid_order": None, "fusion": False, "own_words": ("word ids", "words")},
+)

@@ -37,9 +37,11 @@ def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_dir: Path, weights_dir: Path) -> None:
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, weights_dir: Path) -> None:
+    """A private cache per test; the data folder is named but only checked by tests that read it
+    (the ``data_dir`` fixture), so the fast tier runs without ../shared/data."""
     monkeypatch.setenv("MNER_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("MNER_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("MNER_DATA_DIR", str(shared_data()))
     monkeypatch.setenv("MNER_WEIGHTS_DIR", str(weights_dir))
 
 

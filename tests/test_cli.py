@@ -33,13 +33,15 @@ def test_summary_real_t17(capsys) -> None:
 
 
 def test_heads_inspect_reads_an_entry(capsys, tiny_bert, tmp_path) -> None:
-    from test_cache import entries, write_jsonl
+    from toy_data import write_jsonl
+
+    from featurize.cache.store import FeatureStore
 
     data = write_jsonl(tmp_path / "toy.jsonl")
     code, _, err = run_cli(
         featurize.cli.main, [str(data), "--format", "jsonl", "--text", f"hf:{tiny_bert}"], capsys
     )
     assert code == 0, err
-    (path,) = entries(tmp_path / "cache")
+    (path,) = FeatureStore(tmp_path / "cache").entries()
     code, out, _ = run_cli(heads.cli.main, ["inspect", str(path)], capsys)
     assert code == 0 and "23" in out and "B-LOC" in out

@@ -10,8 +10,8 @@ Life of an entry (see CACHE_SCHEMA.md for the file layout):
    working on one entry skip chunks that are done or locked by someone else, so two processes
    share the work instead of corrupting it; a killed process loses only its current chunk.
 3. ``publish``: under the entry lock, one step concatenates the chunks into
-   ``<key>.h5.tmp``, flushes it and renames it to its final name. Only then does the entry
-   exist; readers never see half an entry.
+   ``<key>.h5.tmp-<pid>``, flushes it and renames it to its final name (``featurize.atomic``).
+   Only then does the entry exist; readers never see half an entry.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import h5py
 import numpy as np
 from filelock import FileLock, Timeout
 
+from featurize.atomic import atomic_write, atomic_write_text
 from featurize.cache.schema import SCHEMA_VERSION, read_attrs, write_attrs
 from featurize.errors import CacheError
 
@@ -99,7 +100,7 @@ class FeatureStore:
                 shutil.rmtree(staging)
                 staging.mkdir(parents=True)
         if not plan_file.is_file():
-            _atomic_write_text(plan_file, json.dumps(wanted, indent=1))
+            atomic_write_text(plan_file, json.dumps(wanted, indent=1), hidden=False)
         return EntryBuild(self, plan, staging)
 
     # -- listing and removal -------------------------------------------------------------
@@ -181,15 +182,16 @@ class EntryBuild:
     def write_chunk(self, chunk: int, arrays: ChunkArrays) -> None:
         expected = len(self.plan.chunk_range(chunk))
         target = self.chunk_path(chunk)
-        tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-        with h5py.File(tmp, "w") as handle:
-            for name, (rows, lengths) in arrays.items():
-                if len(lengths) != expected or int(lengths.sum()) != len(rows):
-                    raise CacheError(f"chunk {chunk} of {name}: lengths do not match rows")
-                handle.create_dataset(f"{name}/rows", data=rows)
-                handle.create_dataset(f"{name}/lengths", data=lengths.astype(np.int64))
-        _fsync(tmp)
-        os.replace(tmp, target)
+
+        def write(tmp: Path) -> None:
+            with h5py.File(tmp, "w") as handle:
+                for name, (rows, lengths) in arrays.items():
+                    if len(lengths) != expected or int(lengths.sum()) != len(rows):
+                        raise CacheError(f"chunk {chunk} of {name}: lengths do not match rows")
+                    handle.create_dataset(f"{name}/rows", data=rows)
+                    handle.create_dataset(f"{name}/lengths", data=lengths.astype(np.int64))
+
+        atomic_write(target, write, hidden=False, fsync=True)
 
     def publish(self, write_extra: Callable[[h5py.File], None]) -> Path:
         """Merge all chunks into the final file; idempotent and safe under concurrency."""
@@ -201,22 +203,23 @@ class EntryBuild:
             if missing:
                 raise CacheError(f"entry {self.plan.key[:12]}: chunks {missing[:5]} not written yet")
             final.parent.mkdir(parents=True, exist_ok=True)
-            tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
-            with h5py.File(tmp, "w") as out:
-                self._merge(out)
-                write_extra(out)
-                write_attrs(
-                    out,
-                    {
-                        **self.plan.metadata,
-                        "schema_version": SCHEMA_VERSION,
-                        "key": self.plan.key,
-                        "n_items": self.plan.n_items,
-                        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    },
-                )
-            _fsync(tmp)
-            os.replace(tmp, final)
+
+            def write(tmp: Path) -> None:
+                with h5py.File(tmp, "w") as out:
+                    self._merge(out)
+                    write_extra(out)
+                    write_attrs(
+                        out,
+                        {
+                            **self.plan.metadata,
+                            "schema_version": SCHEMA_VERSION,
+                            "key": self.plan.key,
+                            "n_items": self.plan.n_items,
+                            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                        },
+                    )
+
+            atomic_write(final, write, hidden=False, fsync=True)
             shutil.rmtree(self.staging, ignore_errors=True)
         return final
 
@@ -267,14 +270,3 @@ def open_entry(path: Path) -> h5py.File:
             "remove it (featurize rm) and featurize again"
         )
     return handle
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)

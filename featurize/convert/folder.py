@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from filelock import FileLock
 
+from featurize.atomic import atomic_folder
 from featurize.cache.store import cache_dir
 from featurize.errors import ConfigError
 
@@ -67,13 +67,6 @@ def converted_folder(distribution: str, build: Callable[[Path], None], cache: Pa
     with FileLock(str(root / ".locks" / f"{target.name}.lock")):
         if target.is_dir():
             return target
-        tmp = root / f".{target.name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        try:
+        with atomic_folder(target) as tmp:
             build(tmp)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        os.replace(tmp, target)
     return target

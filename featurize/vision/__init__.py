@@ -11,7 +11,13 @@ from featurize.vision.encoder import VisionEncoder, VisionOptions
 
 # A factory gets the options and the text after "=" (None: the encoder's default weights).
 VisionEncoderFactory = Callable[[VisionOptions, "str | None"], VisionEncoder]
-VISION_ENCODERS: Registry[VisionEncoderFactory] = Registry("vision encoder")
+# What other modules may ask about a vision encoder instead of testing its name:
+#   label: the weights it stands for, for listings (``featurize encoders``).
+#   gives: "vector" (pooled features, and with --patches a grid) or "labels" (top-5 ImageNet
+#          classes as words: the input of ``--context labels``).
+VISION_ENCODERS: Registry[VisionEncoderFactory] = Registry(
+    "vision encoder", defaults={"label": "", "gives": "vector"}
+)
 
 
 def build_vision_encoder(spec: str, options: VisionOptions) -> VisionEncoder:

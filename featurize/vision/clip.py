@@ -105,7 +105,7 @@ class ClipEncoder(TorchVisionEncoder):
         return result if texts else result[:0]
 
 
-@VISION_ENCODERS.register("clip")
+@VISION_ENCODERS.register("clip", label="open_clip image tower (a checkpoint of yours)", gives="vector")
 def clip(options: VisionOptions, source: str | None) -> ClipEncoder:
     model_name, _, file = (source or "").partition(":")
     if not model_name or not file:

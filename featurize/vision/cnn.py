@@ -37,6 +37,6 @@ class CnnEncoder(ClassifierEncoder):
         return out
 
 
-@VISION_ENCODERS.register("cnn")
+@VISION_ENCODERS.register("cnn", label="EfficientNet-Lite0 (ImageNet CNN)", gives="vector")
 def cnn(options: VisionOptions, source: str | None) -> CnnEncoder:
     return CnnEncoder(options, parse_classifier(source, f"cnn={source}"))

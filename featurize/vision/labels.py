@@ -61,6 +61,6 @@ class LabelsEncoder(ClassifierEncoder):
         return list(imagenet_class_names())
 
 
-@VISION_ENCODERS.register("labels")
+@VISION_ENCODERS.register("labels", label="top-5 ImageNet classes (EfficientNet-Lite0)", gives="labels")
 def labels(options: VisionOptions, source: str | None) -> LabelsEncoder:
     return LabelsEncoder(options, parse_classifier(source, f"labels={source}", {"inception": "inception_v3"}))

@@ -78,7 +78,7 @@ class VitEncoder(TorchVisionEncoder):
         return out
 
 
-@VISION_ENCODERS.register("vit")
+@VISION_ENCODERS.register("vit", label="DINOv2 ViT-S/14", gives="vector")
 def vit(options: VisionOptions, source: str | None) -> VitEncoder:
     if source is None:
         return VitEncoder(options, DEFAULT_WEIGHTS)

@@ -1,3 +1,12 @@
-"""Every torch head: importing this package registers them (a new head is a file plus a line here)."""
+"""Every head: importing this package registers them (a new head is a file plus its name here)."""
 
-from heads.models import bilstm, bilstm_crf, cross_attention, cwi, linear, msb, partial  # noqa: F401
+from heads.models import (  # noqa: F401
+    bilstm,
+    bilstm_crf,
+    crfsuite,
+    cross_attention,
+    cwi,
+    linear,
+    msb,
+    partial,
+)

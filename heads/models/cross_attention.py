@@ -25,7 +25,7 @@ class CrossAttentionHyper(HeadHyper):
     lstm: int = 0  # BiLSTM units per direction over the fused sequence (0: none, as in the thesis)
 
 
-@HEADS.register("cross-attention")
+@HEADS.register("cross-attention", fusion=True)
 class CrossAttention(Tagger):
     Hyper = CrossAttentionHyper
     modalities = ("both", "text", "image")

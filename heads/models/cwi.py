@@ -142,7 +142,7 @@ class CWIHyper(HeadHyper):
     attention_width: int = 128  # cwi-attention: the common width of the three feature sets
 
 
-@HEADS.register("cwi")
+@HEADS.register("cwi", grid_order=1)
 class CWI(Tagger):
     Hyper = CWIHyper
     modalities = ("both", "text")
@@ -216,7 +216,7 @@ class CWI(Tagger):
         }[name.split(".")[0]]
 
 
-@HEADS.register("cwi-attention")
+@HEADS.register("cwi-attention", grid_order=1)
 class CWIAttention(CWI):
     description = "CWI with modality attention over the char, word and image feature sets (preprint 3.1)"
     attention = True

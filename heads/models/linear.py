@@ -23,7 +23,7 @@ class LinearFusionHyper(HeadHyper):
     hidden: int = 128  # BiLSTM units per direction (128: 4x cheaper than 256 on a CPU, README)
 
 
-@HEADS.register("linear")
+@HEADS.register("linear", fusion=True)
 class LinearFusion(Tagger):
     Hyper = LinearFusionHyper
     modalities = ("both", "text", "image")

@@ -23,7 +23,7 @@ class MSBHyper(HeadHyper):
     hidden: int = 0
 
 
-@HEADS.register("msb")
+@HEADS.register("msb", grid_order=4)
 class MultimodalSmallBert(Tagger):
     Hyper = MSBHyper
     description = "MSB: encoder features with label words/captions as 2nd segment (--context), linear or CRF"

@@ -28,7 +28,7 @@ class PartialHyper(HeadHyper):
     aux: float = 1.0  # weight of each partial classifier's own cross-entropy in the loss (0: final loss only)
 
 
-@HEADS.register("partial")
+@HEADS.register("partial", fusion=True)
 class PartialPrediction(Tagger):
     Hyper = PartialHyper
     modalities = ("both", "text", "image")

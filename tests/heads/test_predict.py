@@ -20,17 +20,10 @@ from conftest import ROOT
 from rich.console import Console
 
 from featurize.errors import ConfigError, DataFormatError, MnerError
-from heads.predict import (
-    PredictInput,
-    Predictor,
-    collect_inputs,
-    entities,
-    format_predictions,
-    inputs_from_texts,
-    read_inputs,
-    tokenize,
-    tokenizer_style,
-)
+from heads.families import load as Predictor  # a run folder -> heads.predictor.Predictor
+from heads.input_files import PredictInput, collect_inputs, inputs_from_texts, read_inputs
+from heads.predictor import entities, format_predictions
+from heads.words import tokenize, tokenizer_style
 
 pytestmark = pytest.mark.slow  # loads the real MiniLM and EfficientNet-Lite0
 
@@ -71,7 +64,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Runs:
     from heads.experiment import RunSpec
     from heads.experiment import run as train
     from heads.inputs import InputSpec
-    from heads.train import TrainConfig
+    from heads.train_config import TrainConfig
 
     root = tmp_path_factory.mktemp("predict")
     cache, folder = root / "cache", root / DATASET
@@ -85,16 +78,16 @@ def runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Runs:
     train(RunSpec("bilstm-crf", InputSpec(DATASET, "minilm"), train=config), cache, root / "bilstm")
     train(RunSpec("linear", InputSpec(DATASET, "minilm", "cnn"), train=config), cache, root / "linear")
     options = {"c1": "0.1", "c2": "0.05", "clusters": "20", "max_iterations": "30"}
-    run_crfsuite(InputSpec(DATASET, "minilm"), options, 0, cache, root / "crf", quiet)
+    run_crfsuite(RunSpec("crf", InputSpec(DATASET, "minilm"), options=options), cache, root / "crf", quiet=True)
     return Runs(cache, folder, images, root / "bilstm", root / "linear", root / "crf")
 
 
 def _cached(runs: Runs, folder: Path, split: str = "train"):
-    """The split as the head reads it from the cache, and the tags heads.train.predict gives."""
+    """The split as the head reads it from the cache, and the tags heads.trainer.predict_tags gives."""
     from heads import checkpoint
     from heads.data import Batcher, fill_missing_image_dims, load_split
     from heads.inputs import EntryIndex, InputSpec
-    from heads.train import predict
+    from heads.trainer import predict_tags as predict
 
     model, config = checkpoint.load(folder)
     inputs = InputSpec(**config["inputs"])
@@ -279,7 +272,7 @@ def test_image_head_with_and_without_an_image(runs: Runs) -> None:
 
     # Without the image: what the head gives the same tweet with zero image features.
     from heads.data import Batcher
-    from heads.train import predict
+    from heads.trainer import predict_tags as predict
 
     data.image[:] = 0
     data.has_image[:] = False

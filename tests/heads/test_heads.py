@@ -29,7 +29,9 @@ from heads.data import Batcher, load_split
 from heads.experiment import RunSpec, evaluate_saved, prepare, run
 from heads.inputs import EntryIndex, InputSpec
 from heads.tagger import HEADS
-from heads.train import TrainConfig, predict, train
+from heads.train_config import TrainConfig
+from heads.trainer import CachedFeatures, fit
+from heads.trainer import predict_tags as predict
 
 pytestmark = pytest.mark.slow
 
@@ -189,7 +191,7 @@ def test_save_load_gives_identical_predictions(spec: RunSpec, mini: Mini, tmp_pa
 
     # The same run again in memory (runs are deterministic) gives the trained model itself.
     trained, batchers, data, vocab, _, _ = prepare(spec, mini.cache)
-    train(trained, batchers["train"], batchers["dev"], spec.train)
+    fit(CachedFeatures(trained, batchers["train"], batchers["dev"]), spec.train)
     loaded_state = model.state_dict()
     for name, tensor in trained.state_dict().items():
         assert torch.equal(tensor, loaded_state[name]), name

@@ -171,7 +171,7 @@ def test_saved_dataset_trains_a_head_without_conversion(
     from featurize.pipeline import run as featurize
     from heads.experiment import RunSpec, run
     from heads.inputs import InputSpec
-    from heads.train import TrainConfig
+    from heads.train_config import TrainConfig
 
     out = tmp_path / "set.jsonl"
     data = Dataset.open(out)
@@ -324,7 +324,7 @@ def test_model_pre_labels_and_changes_are_counted(scans: Path, tmp_path: Path, m
     from annotate.app import create_app
     from heads.experiment import RunSpec, run
     from heads.inputs import InputSpec
-    from heads.train import TrainConfig
+    from heads.train_config import TrainConfig
 
     model = tmp_path / "head"
     run(

@@ -18,7 +18,7 @@ from bench.grid_runner import run_cell
 from bench.grid_summary import summarise
 from bench.run_store import RunStore
 from heads.inputs import EntryIndex
-from heads.train import TrainConfig
+from heads.train_config import TrainConfig
 
 
 def _line(key: str, head: str, seed: int, dev: float, test: float, text: str | None = "minilm") -> dict:

@@ -16,14 +16,15 @@ from cli_runner import run_cli
 from heads_data import IMAGE_MAP, image_ids
 from rich.console import Console
 
-from bench.finetune import FinetuneConfig, build_model, evaluate_split, train_end_to_end
 from featurize.errors import ConfigError
 from featurize.text.trainable import LoraSettings, TrainableWordFeatures
 from featurize.text.transformer import TransformerWordEncoder, WordFeatureOptions
 from featurize.weights import LocalFolder
 from heads.experiment import RunSpec
+from heads.finetune import LiveEncoders, build_model, evaluate_split
 from heads.inputs import InputSpec
-from heads.train import TrainConfig
+from heads.train_config import EncoderTraining, TrainConfig, finetune_config
+from heads.trainer import fit
 
 DATASET = "t17tiny"
 SUBSET = {"train.txt": 24, "valid.txt": 12, "test.txt": 12}
@@ -87,8 +88,19 @@ def spec(
     return RunSpec(head, inputs, modality, train=TrainConfig(seed=0, epochs=1, threads=1))
 
 
-def fine(**kwargs: object) -> FinetuneConfig:
-    return FinetuneConfig(**({"epochs": 1, "batch_size": 8, "precision": "fp32", "init": "random"} | kwargs))
+def fine(**kwargs: object) -> TrainConfig:
+    """bench finetune's configuration, small: settings of the encoders and of the loop by name."""
+    from dataclasses import fields
+
+    settings = {"epochs": 1, "batch_size": 8, "precision": "fp32", "init": "random"} | kwargs
+    mine = {f.name for f in fields(EncoderTraining)}
+    encoders = EncoderTraining(**{k: v for k, v in settings.items() if k in mine})
+    return finetune_config(encoders, **{k: v for k, v in settings.items() if k not in mine})
+
+
+def train_end_to_end(model, extras, config: TrainConfig):  # noqa: ANN001, ANN201
+    """The one trainer on the live-encoder task (what heads.finetune.run does)."""
+    return fit(LiveEncoders(model, extras, config), config)
 
 
 def _one_step(model, extras, lr: float = 1e-2) -> None:  # noqa: ANN001
@@ -195,7 +207,8 @@ def _save(tmp_path: Path, model, extras, identity, merge: bool = False) -> Path:
 
 
 def _predicted(folder: Path, data, lora_weights: str = "adapter") -> list[list[str]]:  # noqa: ANN001
-    from heads.predict import PredictInput, Predictor
+    from heads.families import load as Predictor
+    from heads.input_files import PredictInput
 
     inputs = [
         PredictInput(list(words), caption=(data.contexts[i] if data.contexts else None), id=str(i))
@@ -207,7 +220,7 @@ def _predicted(folder: Path, data, lora_weights: str = "adapter") -> list[list[s
 def test_fully_fine_tuned_model_predicts_the_same_after_reload(tiny: Tiny, tmp_path: Path) -> None:
     model, extras, identity = _trained(tiny, tiny.bert, context="captions")
     test = extras["data"]["test"]
-    scores, expected = evaluate_split(model, test, model.head.tags, extras["vocab"], extras["needs"], 64)
+    scores, expected = evaluate_split(model, test, extras["vocab"], extras["needs"], 64)
     folder = _save(tmp_path, model, extras, identity)
     assert (
         (folder / "encoders").is_dir() and not list(folder.rglob("*.bin")) and not list(folder.rglob("*.pt"))
@@ -230,7 +243,7 @@ def test_lora_adapter_and_merged_model_predict_the_same_after_reload(
 
     model, extras, identity = _trained(tiny, getattr(tiny, which))
     test = extras["data"]["test"]
-    _, expected = evaluate_split(model, test, model.head.tags, extras["vocab"], extras["needs"], 64)
+    _, expected = evaluate_split(model, test, extras["vocab"], extras["needs"], 64)
     folder = _save(tmp_path, model, extras, identity, merge=True)
     adapter = next(folder.glob("adapters/*/adapter_model.safetensors"))
     assert adapter.stat().st_size < 200_000  # the adapter only, not the base
@@ -269,7 +282,8 @@ def test_lora_adapter_and_merged_model_predict_the_same_after_reload(
 
 def test_trained_vision_encoder_moves_and_predicts_the_same_after_reload(tiny: Tiny, tmp_path: Path) -> None:
     """--train-vision: the CNN under a linear fusion head gets gradients; a reload predicts alike."""
-    from heads.predict import PredictInput, Predictor
+    from heads.families import load as Predictor
+    from heads.input_files import PredictInput
 
     config = fine(train_vision=True)
     model, extras, identity = build_model(
@@ -291,7 +305,7 @@ def test_trained_vision_encoder_moves_and_predicts_the_same_after_reload(tiny: T
     after = _params(model.vision)
     assert sum(not torch.equal(before[n], after[n]) for n in before) > len(before) // 2
     test = extras["data"]["test"]
-    _, expected = evaluate_split(model, test, model.head.tags, extras["vocab"], extras["needs"], 64)
+    _, expected = evaluate_split(model, test, extras["vocab"], extras["needs"], 64)
     folder = _save(tmp_path, model, extras, identity)
     assert (folder / "encoders" / "vision-cnn.safetensors").is_file()
     inputs = [

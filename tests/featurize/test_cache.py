@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 import pytest
 from cli_runner import run_cli
+from toy_data import write_jsonl
 
 from featurize.cache.store import EntryPlan, FeatureStore
 from featurize.cache.text_features import TextFeatures
@@ -17,19 +18,6 @@ from featurize.cli import main
 from featurize.errors import CacheError
 from featurize.text import build_text_encoder
 from featurize.text.transformer import TransformerWordEncoder, WordFeatureOptions
-
-WORDS = ["the", "new", "york", "city", "berlin", "abc", "xyz", "@", "#", "!"]
-
-
-def write_jsonl(path: Path, n: int = 23, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    lines = []
-    for i in range(n):
-        words = [WORDS[j] for j in rng.integers(0, len(WORDS), size=int(rng.integers(1, 12)))]
-        labels = ["B-LOC" if w in ("york", "berlin") else "O" for w in words]
-        lines.append(json.dumps({"text": words, "label": labels, "image": [f"{i}.jpg"]}))
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def entries(cache: Path) -> list[Path]:

@@ -13,7 +13,7 @@ from featurize.errors import ConfigError
 from heads.dropout import Dropout
 from heads.models.cwi import SineReLU
 from heads.tagger import BiLSTM
-from heads.train import TrainConfig
+from heads.train_config import TrainConfig
 
 
 @pytest.mark.parametrize("layers", [1, 2])

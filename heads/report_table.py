@@ -1,5 +1,5 @@
-"""One report format for every benchmark (`bench featurize`, `bench probe`, `bench heads`): Markdown
-tables for people, JSON and CSV for programs and spreadsheets."""
+"""One report format for every table the toolkit writes (`heads report`, `bench featurize`, `bench probe`,
+`bench heads`, `annotate ocr-eval`): Markdown tables for people, JSON and CSV for programs and spreadsheets."""
 
 from __future__ import annotations
 

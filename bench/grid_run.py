@@ -1,0 +1,148 @@
+"""``bench heads`` as a library call: plan the grid from the cache, run the unfinished cells in
+worker processes with a progress bar, then report, plot and pick the winners.
+
+The command line only parses options into :class:`GridRun` and calls :func:`run`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+from bench import grid_report, winners
+from bench.grid import GridOptions, plan
+from bench.grid_runner import run_grid
+from bench.grid_summary import summarise
+from bench.progress import cells_bar
+from bench.run_store import RunStore
+from featurize.errors import ConfigError
+from heads.inputs import EntryIndex
+
+
+@dataclass
+class GridRun:
+    """How to run a planned grid: where its store lives, how many workers, what to keep."""
+
+    runs: Path = Path("runs/bench-heads")
+    workers: int = 2
+    threads: int = 1
+    save_models: bool = True
+    report_only: bool = False
+    dry_run: bool = False
+
+
+@dataclass
+class GridOutcome:
+    planned: int
+    ran: int
+    failed: int
+    report: dict[str, Path] | None  # md/json/csv paths; None when nothing is finished yet
+
+
+def check_heads(names: list[str] | None) -> None:
+    """Unknown ``--head`` names are one clear error before anything is planned."""
+    if not names:
+        return
+    import heads.models  # noqa: F401
+    from heads.tagger import HEADS
+
+    unknown = [h for h in names if h not in HEADS]
+    if unknown:
+        raise ConfigError(f"--head: unknown head(s) {', '.join(unknown)}; see `heads list`")
+
+
+def run(options: GridOptions, how: GridRun, cache_root: Path, out: Console, err: Console, command: str) -> GridOutcome:
+    """Plan, run what the store lacks, report. Results go to RUNS/runs.jsonl as each cell ends,
+    so an interrupted grid resumes; RUNS/report/heads-grid.{md,json,csv}, plots, RUNS/winners.json."""
+    check_heads(options.heads)
+    runs = how.runs
+    cells, skips = plan(EntryIndex(cache_root), options)
+    store = RunStore(runs / "runs.jsonl")
+    done = store.done()
+    todo = [c for c in cells if c.key not in done]
+    for skip in skips:
+        err.print(f"[dim]skip[/] {skip.what}: {skip.reason}")
+    err.print(
+        f"{len(cells)} cells planned ({len(cells) - len(todo)} finished earlier, {len(todo)} to run) "
+        f"with {how.workers} worker(s) x {how.threads} thread(s); store {store.path}"
+    )
+    if how.dry_run:
+        for c in todo:
+            out.print(c.label, markup=False)
+        return GridOutcome(len(cells), 0, 0, None)
+    ran = 0
+    if todo and not how.report_only:
+        started = time.time()
+        with cells_bar(err, len(todo), {c.key: c.label for c in todo}) as on_done:
+            wall = run_grid(todo, store, cache_root, runs, how.workers, how.threads, how.save_models, on_done)
+        log_invocation(runs, started, len(todo), wall, how.workers, how.threads, command)
+        err.print(
+            f"ran {len(todo)} cells in {wall / 60:.1f} min (started {time.strftime('%H:%M', time.localtime(started))})"
+        )
+        ran = len(todo)
+    for warning in store.warnings:
+        err.print(f"[yellow]warning[/] {warning}")
+    planned = {c.key for c in cells}
+    lines = [line for key, line in store.done().items() if key in planned]
+    failures = [line for key, line in store.failed().items() if key in planned]
+    if not lines:
+        err.print("no finished cell of this grid in the store yet: nothing to report")
+        return GridOutcome(len(cells), ran, len(failures), None)
+    results = summarise(lines)
+    preamble = [
+        f"Store: `{store.path}`; {len(lines)} finished cells of {len(cells)} planned"
+        + (f", {len(failures)} failed" if failures else "")
+        + f"; {how.workers} worker(s) x {how.threads} torch thread(s)."
+    ]
+    for past in invocations(runs):
+        preamble.append(
+            f"Invocation started {past['started']}: {past['cells']} cells in {past['wall_seconds'] / 60:.1f} min "
+            f"of wall time ({past['workers']} worker(s) x {past['threads']} thread(s))."
+        )
+    paths = grid_report.write(results, skips, failures, runs / "report", command, preamble)
+    from bench.grid_plots import write_plots
+
+    pngs = write_plots(results, runs / "report")
+    chosen = winners.write(results, runs / "winners.json", store.path)
+    for reportable in grid_report.dataset_tables_for_console(results, command):
+        out.print(reportable.markdown(), markup=False)
+    for name, w in chosen["datasets"].items():  # type: ignore[union-attr]
+        out.print(escape(f"winner {name}: {w['label']} dev {w['dev_entity_f1']} test {w['test_entity_f1']}"))
+    out.print(f"saved {paths['md']} (.json, .csv), {len(pngs)} plots, {runs / 'winners.json'}")
+    if failures:
+        err.print(f"[red]{len(failures)} cell(s) failed[/]; re-run the same command to retry them")
+    return GridOutcome(len(cells), ran, len(failures), paths)
+
+
+def log_invocation(
+    runs: Path, started: float, cells: int, wall: float, workers: int, threads: int, command: str
+) -> None:
+    """How long each training invocation took, kept beside the store for the report."""
+    line = {
+        "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(started)),
+        "cells": cells,
+        "wall_seconds": round(wall, 1),
+        "workers": workers,
+        "threads": threads,
+        "command": command,
+    }
+    with (runs / "invocations.jsonl").open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(line) + "\n")
+
+
+def invocations(runs: Path) -> list[dict]:
+    path = runs / "invocations.jsonl"
+    if not path.exists():
+        return []
+    out = []
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(raw))
+        except json.JSONDecodeError:
+            continue
+    return out

@@ -1,0 +1,134 @@
+"""The command-line options that several console scripts share, declared once.
+
+``featurize``, ``heads``, ``bench`` and ``annotate`` take these with the same name, type and
+help text; a command only sets its default (most defaults are ``None``: "the library's
+default", which lives beside the code that uses it, never here or in a CLI).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from featurize.cache.store import CACHE_DIR_ENV
+from featurize.datasets import DATA_DIR_ENV
+
+CacheDir = Annotated[
+    Path | None,
+    typer.Option("--cache-dir", help=f"The feature store [env {CACHE_DIR_ENV}, default ./cache]."),
+]
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help=f"Folder holding the named datasets [env {DATA_DIR_ENV}, default ./data]."),
+]
+Dataset = Annotated[
+    str,
+    typer.Option("--dataset", help="A named dataset (t15, t17, hipe-de, ...; see `featurize datasets`)."),
+]
+Datasets = Annotated[
+    str | None,
+    typer.Option("--dataset", help="Datasets, comma-separated (default: every cached one)."),
+]
+Text = Annotated[
+    str | None,
+    typer.Option(
+        "--text",
+        help="Text encoder(s): a name from `featurize encoders`, hf:<hub id or folder>, or NAME=hf:...; "
+        "comma-separated for several runs, joined with + for one head reading both (minilm+mpnet); "
+        "'none' for heads with their own word embeddings.",
+    ),
+]
+Vision = Annotated[
+    str | None,
+    typer.Option(
+        "--vision",
+        help="Vision encoder(s): vit, cnn, labels, clip=<model>:<checkpoint> or NAME=hf:<folder>; "
+        "comma-separated; 'none' for none.",
+    ),
+]
+Context = Annotated[
+    str | None,
+    typer.Option(
+        "--context",
+        help="A second text segment read with the words: none, captions (the image's caption) or labels "
+        "(its top-5 ImageNet label words); comma-separated for several.",
+    ),
+]
+Modality = Annotated[
+    str | None,
+    typer.Option("--modality", help="both, text or image: the unimodal variants of the fusion heads."),
+]
+Head = Annotated[str | None, typer.Option("--head", help="A head from `heads list`.")]
+Seed = Annotated[int, typer.Option("--seed", help="Fixes every random choice: the same seed, the same numbers.")]
+Images = Annotated[
+    Path | None,
+    typer.Option(
+        "--images", help="Folder (searched recursively) where image ids are resolved by file name or stem."
+    ),
+]
+ImageMap = Annotated[
+    Path | None,
+    typer.Option(
+        "--image-map",
+        help="TSV <image id><TAB><path under --images> for images saved under other names.",
+    ),
+]
+Device = Annotated[str, typer.Option("--device", help="auto (a GPU when present), cpu or cuda.")]
+LearningRates = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--lr",
+        help="Learning rate per component, NAME=VALUE (repeat or comma-separate): text, vision, fusion, "
+        "inner_lstm, crf, dense.",
+    ),
+]
+HeadOptions = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Head hyperparameters NAME=VALUE (repeat or comma-separate); see `heads list`."),
+]
+Pooling = Annotated[
+    str | None, typer.Option("--pooling", help="Subwords to word: first, mean or last (auto: the encoder's own).")
+]
+Layers = Annotated[
+    str | None, typer.Option("--layers", help="Hidden states averaged per subword: last, lastK or indices.")
+]
+ReportFolder = Annotated[Path, typer.Option("--out", help="Folder for the report (.md, .json, .csv).")]
+
+
+def parse_pairs(values: list[str] | None, option: str) -> dict[str, str]:
+    """``--set a=1,b=2 --set c=3`` -> ``{"a": "1", "b": "2", "c": "3"}``."""
+    from featurize.errors import ConfigError
+
+    pairs: dict[str, str] = {}
+    for value in values or []:
+        for item in value.split(","):
+            if not item.strip():
+                continue
+            if "=" not in item:
+                raise ConfigError(f"{option}: expected NAME=VALUE, got {item!r}")
+            name, _, val = item.partition("=")
+            pairs[name.strip()] = val.strip()
+    return pairs
+
+
+def parse_rates(values: list[str] | None) -> dict[str, float]:
+    """``--lr text=1e-5,crf=2e-4`` -> learning rates per component."""
+    from featurize.errors import ConfigError
+
+    rates = {}
+    for name, value in parse_pairs(values, "--lr").items():
+        try:
+            rates[name] = float(value)
+        except ValueError:
+            raise ConfigError(f"--lr {name}={value}: the rate must be a number, e.g. {name}=1e-5") from None
+    return rates
+
+
+def names(value: str | None) -> list[str] | None:
+    """A comma-separated option: None stays None ("the default"), ``none`` entries are dropped
+    (``--vision none`` is the empty list)."""
+    if value is None:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip() and v.strip() != "none"]
