@@ -28,7 +28,9 @@ assert FT_ENC is not None
 RUN = GridRun()
 LLM = LLMRunConfig()
 
-app = typer.Typer(help="Benchmarks, the experiment grid and fine-tuning.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Benchmarks, the experiment grid and fine-tuning.", no_args_is_help=True, add_completion=False
+)
 out = stdout_console()
 Report = Annotated[Path, typer.Option("--out", help="Folder for the report (.md, .json, .csv).")]
 
@@ -59,7 +61,15 @@ def featurize(
     from bench.featurize_speed import speed_report
 
     report = speed_report(
-        dataset, split, opt.names(text) or [], opt.names(vision) or [], images, layers, limit, data_dir, _command()
+        dataset,
+        split,
+        opt.names(text) or [],
+        opt.names(vision) or [],
+        images,
+        layers,
+        limit,
+        data_dir,
+        _command(),
     )
     _save(report, output, "featurize-speed")
 
@@ -121,11 +131,18 @@ def heads_grid(
     patience: Annotated[
         int, typer.Option("--patience", help="Early stopping patience (epochs).", min=1)
     ] = GRID.patience,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Training batch size.", min=1)] = GRID.batch_size,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Training batch size.", min=1)
+    ] = GRID.batch_size,
     precision: Annotated[
-        str, typer.Option("--precision", help="fp32, bf16 or auto: autocast for training steps (as `heads train`).")
+        str,
+        typer.Option(
+            "--precision", help="fp32, bf16 or auto: autocast for training steps (as `heads train`)."
+        ),
     ] = GRID.precision,
-    workers: Annotated[int, typer.Option("--workers", help="Cells run in parallel (processes).", min=1)] = RUN.workers,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Cells run in parallel (processes).", min=1)
+    ] = RUN.workers,
     threads: Annotated[int, typer.Option("--threads", help="Torch threads per worker.", min=1)] = RUN.threads,
     runs: Annotated[
         Path, typer.Option("--runs", help="Folder of the run store, models, report, plots and winner file.")
@@ -136,7 +153,9 @@ def heads_grid(
     report_only: Annotated[
         bool, typer.Option("--report-only", help="Train nothing: report what the store holds.")
     ] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the cells and skips, run nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List the cells and skips, run nothing.")
+    ] = False,
     cache: opt.CacheDir = None,
 ) -> None:
     """Train and evaluate every head x cached input combination x dataset x seed; resumable.
@@ -189,7 +208,14 @@ def grid_speed(
     from bench.grid_speed import grid_speed_report, parse_settings
 
     report = grid_speed_report(
-        dataset, opt.names(head) or [], seeds, parse_settings(settings), epochs, cache_dir(cache), out, _command()
+        dataset,
+        opt.names(head) or [],
+        seeds,
+        parse_settings(settings),
+        epochs,
+        cache_dir(cache),
+        out,
+        _command(),
     )
     _save(report, output, "grid-speed")
 
@@ -212,7 +238,9 @@ def llm(
     ] = LLM.model,
     api_key_env: Annotated[
         str,
-        typer.Option("--api-key-env", help="Environment variable holding the API key (never written anywhere)."),
+        typer.Option(
+            "--api-key-env", help="Environment variable holding the API key (never written anywhere)."
+        ),
     ] = LLM.api_key_env,
     shots: Annotated[
         int, typer.Option("--shots", help="Few-shot examples from train, fixed by --seed.", min=0)
@@ -222,7 +250,9 @@ def llm(
     ] = LLM.context,
     image_dir: Annotated[
         Path | None,
-        typer.Option("--image-dir", help="Send each example's image as an image part (servers that take images)."),
+        typer.Option(
+            "--image-dir", help="Send each example's image as an image part (servers that take images)."
+        ),
     ] = None,
     image_map: opt.ImageMap = None,
     template: Annotated[
@@ -234,7 +264,9 @@ def llm(
     ] = LLM.retries,
     structured: Annotated[
         str,
-        typer.Option("--structured", help="auto, json_schema, json_object or off (structured-output request)."),
+        typer.Option(
+            "--structured", help="auto, json_schema, json_object or off (structured-output request)."
+        ),
     ] = LLM.structured,
     concurrency: Annotated[
         int, typer.Option("--concurrency", help="Requests in flight at once.", min=1)
@@ -252,7 +284,9 @@ def llm(
     seed: Annotated[
         int, typer.Option("--seed", help="Fixes the few-shot examples and the server's sampling seed.")
     ] = LLM.seed,
-    limit: Annotated[int, typer.Option("--limit", help="Tag only the first N examples (0: all).", min=0)] = LLM.limit,
+    limit: Annotated[
+        int, typer.Option("--limit", help="Tag only the first N examples (0: all).", min=0)
+    ] = LLM.limit,
     threads: Annotated[
         int, typer.Option("--threads", help="CPU threads of the local server (0: all cores).", min=0)
     ] = LLM.threads,
@@ -326,11 +360,15 @@ def finetune(
     ] = FT.accumulate,
     method: Annotated[
         str,
-        typer.Option("--method", help="full, lora, or auto: LoRA for decoders (Llama family), full otherwise."),
+        typer.Option(
+            "--method", help="full, lora, or auto: LoRA for decoders (Llama family), full otherwise."
+        ),
     ] = FT_ENC.method,
     lr_preset: Annotated[
         str,
-        typer.Option("--lr-preset", help="auto (thesis for full, thesis-llama for LoRA), thesis or thesis-llama."),
+        typer.Option(
+            "--lr-preset", help="auto (thesis for full, thesis-llama for LoRA), thesis or thesis-llama."
+        ),
     ] = FT.lr_preset,
     lr: opt.LearningRates = None,
     warmup: Annotated[
@@ -346,7 +384,9 @@ def finetune(
     ] = FT.precision,
     gradient_checkpointing: Annotated[
         bool,
-        typer.Option("--gradient-checkpointing", help="Recompute encoder activations in backward (less memory)."),
+        typer.Option(
+            "--gradient-checkpointing", help="Recompute encoder activations in backward (less memory)."
+        ),
     ] = FT_ENC.gradient_checkpointing,
     train_vision: Annotated[
         bool,
@@ -358,10 +398,14 @@ def finetune(
     ] = FT_ENC.init,
     lora_r: Annotated[int, typer.Option("--lora-r", help="LoRA rank.", min=1)] = FT_ENC.lora.r,
     lora_alpha: Annotated[int, typer.Option("--lora-alpha", help="LoRA alpha.", min=1)] = FT_ENC.lora.alpha,
-    lora_dropout: Annotated[float, typer.Option("--lora-dropout", help="LoRA dropout.")] = FT_ENC.lora.dropout,
+    lora_dropout: Annotated[
+        float, typer.Option("--lora-dropout", help="LoRA dropout.")
+    ] = FT_ENC.lora.dropout,
     lora_targets: Annotated[
         str | None,
-        typer.Option("--lora-targets", help="Module names, comma-separated (default: peft's for the architecture)."),
+        typer.Option(
+            "--lora-targets", help="Module names, comma-separated (default: peft's for the architecture)."
+        ),
     ] = None,
     weights_format: Annotated[
         str,

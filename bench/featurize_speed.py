@@ -188,8 +188,12 @@ def speed_report(
         report.notes.append(f"Vision: {len(files)} images under {images}.")
         for name in visions:
             report.rows += measure_vision_encoder(name, files)
-    report.notes.append("Each configuration in a fresh process; model loading and a warm-up call are not timed.")
-    report.notes.append("peak MiB is the process's peak resident memory (Python, torch, model, inputs and outputs).")
+    report.notes.append(
+        "Each configuration in a fresh process; model loading and a warm-up call are not timed."
+    )
+    report.notes.append(
+        "peak MiB is the process's peak resident memory (Python, torch, model, inputs and outputs)."
+    )
     return report
 
 

@@ -136,7 +136,9 @@ def run(request: FinetuneRequest, cache_root: Path, out: Console, command: str) 
         started = time.perf_counter()
         with training_bar(out, f"fine-tuning s{seed}", config.epochs) as progress_for:
             record = finetune.run(spec, config, cache_root, folder, frozen_dir, progress_for, note, settings)
-        tuned_cell = asdict(cell) | {"train": finetune_bench.tuned_train(settings, record["fine_tune"].get("method"))}
+        tuned_cell = asdict(cell) | {
+            "train": finetune_bench.tuned_train(settings, record["fine_tune"].get("method"))
+        }
         line = {
             "key": key,
             "status": "done",

@@ -56,7 +56,9 @@ def check_heads(names: list[str] | None) -> None:
         raise ConfigError(f"--head: unknown head(s) {', '.join(unknown)}; see `heads list`")
 
 
-def run(options: GridOptions, how: GridRun, cache_root: Path, out: Console, err: Console, command: str) -> GridOutcome:
+def run(
+    options: GridOptions, how: GridRun, cache_root: Path, out: Console, err: Console, command: str
+) -> GridOutcome:
     """Plan, run what the store lacks, report. Results go to RUNS/runs.jsonl as each cell ends,
     so an interrupted grid resumes; RUNS/report/heads-grid.{md,json,csv}, plots, RUNS/winners.json."""
     check_heads(options.heads)

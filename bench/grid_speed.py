@@ -17,7 +17,14 @@ from heads.inputs import EntryIndex
 from heads.report_table import Report
 from heads.tagger import HEADS
 
-COLUMNS = ["workers x threads", "cells", "wall s", "cells per minute", "× baseline", "max dev F1 change (abs)"]
+COLUMNS = [
+    "workers x threads",
+    "cells",
+    "wall s",
+    "cells per minute",
+    "× baseline",
+    "max dev F1 change (abs)",
+]
 
 
 def parse_settings(text: str) -> list[tuple[int, int]]:
@@ -32,11 +39,21 @@ def parse_settings(text: str) -> list[tuple[int, int]]:
 
 
 def grid_speed_report(
-    dataset: str, heads: list[str], seeds: int, settings: list[tuple[int, int]], epochs: int,
-    cache_root: Path, out: Console, command: str,
+    dataset: str,
+    heads: list[str],
+    seeds: int,
+    settings: list[tuple[int, int]],
+    epochs: int,
+    cache_root: Path,
+    out: Console,
+    command: str,
 ) -> Report:
     options = GridOptions(
-        datasets=[dataset], heads=heads, visions=[], contexts=[], seeds=seeds,
+        datasets=[dataset],
+        heads=heads,
+        visions=[],
+        contexts=[],
+        seeds=seeds,
         train=replace(GRID_TRAIN, epochs=epochs),
     )
     cells, _ = plan(EntryIndex(cache_root), options)

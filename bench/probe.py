@@ -66,7 +66,9 @@ def probe_report(
         for layer_choice in layer_choices:
             for pool in poolings:
                 options = WordFeatureOptions(layers=layer_choice, pooling=pool, weights_format=weights_format)
-                paths = run_pipeline(loaded, RunPlan(text=[name], word_options=options), store, Console(stderr=True))
+                paths = run_pipeline(
+                    loaded, RunPlan(text=[name], word_options=options), store, Console(stderr=True)
+                )
                 train, dev = (TextFeatures.load(p) for p in paths[f"text:{name}"])
                 scores = probe(train, dev)
                 report.rows.append(
@@ -79,5 +81,7 @@ def probe_report(
                         "dev token macro F1": round(100 * scores["token_macro_f1"], 2),
                     }
                 )
-    report.notes.append("Logistic regression on standardised word vectors; seqeval entity F1 (conlleval mode).")
+    report.notes.append(
+        "Logistic regression on standardised word vectors; seqeval entity F1 (conlleval mode)."
+    )
     return report

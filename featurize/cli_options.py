@@ -21,7 +21,9 @@ CacheDir = Annotated[
 ]
 DataDir = Annotated[
     Path | None,
-    typer.Option("--data-dir", help=f"Folder holding the named datasets [env {DATA_DIR_ENV}, default ./data]."),
+    typer.Option(
+        "--data-dir", help=f"Folder holding the named datasets [env {DATA_DIR_ENV}, default ./data]."
+    ),
 ]
 Dataset = Annotated[
     str,
@@ -61,7 +63,9 @@ Modality = Annotated[
     typer.Option("--modality", help="both, text or image: the unimodal variants of the fusion heads."),
 ]
 Head = Annotated[str | None, typer.Option("--head", help="A head from `heads list`.")]
-Seed = Annotated[int, typer.Option("--seed", help="Fixes every random choice: the same seed, the same numbers.")]
+Seed = Annotated[
+    int, typer.Option("--seed", help="Fixes every random choice: the same seed, the same numbers.")
+]
 Images = Annotated[
     Path | None,
     typer.Option(
@@ -86,10 +90,13 @@ LearningRates = Annotated[
 ]
 HeadOptions = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Head hyperparameters NAME=VALUE (repeat or comma-separate); see `heads list`."),
+    typer.Option(
+        "--set", help="Head hyperparameters NAME=VALUE (repeat or comma-separate); see `heads list`."
+    ),
 ]
 Pooling = Annotated[
-    str | None, typer.Option("--pooling", help="Subwords to word: first, mean or last (auto: the encoder's own).")
+    str | None,
+    typer.Option("--pooling", help="Subwords to word: first, mean or last (auto: the encoder's own)."),
 ]
 Layers = Annotated[
     str | None, typer.Option("--layers", help="Hidden states averaged per subword: last, lastK or indices.")

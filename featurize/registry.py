@@ -22,11 +22,23 @@ class Registry(Generic[T]):
     """Components of one kind by name; ``defaults`` are the traits a component has unless its
     registration line says otherwise (so every trait a caller reads is declared here, once)."""
 
-    def __init__(self, kind: str, defaults: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, kind: str, defaults: Mapping[str, Any] | None = None, registrations: str | None = None
+    ) -> None:
         self.kind = kind
         self.defaults: Mapping[str, Any] = MappingProxyType(dict(defaults or {}))
         self._items: dict[str, T] = {}
         self._traits: dict[str, dict[str, Any]] = {}
+        # the module whose import registers the components (imported on the first lookup, so
+        # no caller has to remember to import the registering package first)
+        self._registrations = registrations
+
+    def _load(self) -> None:
+        if self._registrations is not None:
+            module, self._registrations = self._registrations, None
+            import importlib
+
+            importlib.import_module(module)
 
     def register(self, name: str, **traits: Any) -> Callable[[T], T]:
         unknown = sorted(set(traits) - set(self.defaults))
@@ -46,6 +58,7 @@ class Registry(Generic[T]):
         return add
 
     def get(self, name: str) -> T:
+        self._load()
         try:
             return self._items[name]
         except KeyError:
@@ -62,15 +75,19 @@ class Registry(Generic[T]):
         ``hf:...`` encoder, say), so callers need no name tests of their own."""
         if trait not in self.defaults:
             raise KeyError(f"{self.kind} registry declares no trait {trait!r}")
+        self._load()
         if name not in self._items:
             return self.defaults[trait] if default is None else default
         return self._traits[name][trait]
 
     def __contains__(self, name: object) -> bool:
+        self._load()
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:
+        self._load()
         return iter(sorted(self._items))
 
     def items(self) -> list[tuple[str, T]]:
+        self._load()
         return sorted(self._items.items())

@@ -97,14 +97,17 @@ def train(
     head: Annotated[str, typer.Option("--head", help="A head from `heads list`.")] = "bilstm-crf",
     text: opt.Text = DEFAULT_TEXT_ENCODER,
     vision: opt.Vision = None,
-    context: Annotated[str, typer.Option("--context", help="Text features with a second segment: none, captions, labels.")] = "none",
+    context: Annotated[
+        str, typer.Option("--context", help="Text features with a second segment: none, captions, labels.")
+    ] = "none",
     modality: opt.Modality = None,
     pooling: opt.Pooling = None,
     layers: opt.Layers = None,
     option: opt.HeadOptions = None,
     lr: opt.LearningRates = None,
     lr_preset: Annotated[
-        str, typer.Option("--lr-preset", help="cached (defaults for frozen features), thesis or thesis-llama.")
+        str,
+        typer.Option("--lr-preset", help="cached (defaults for frozen features), thesis or thesis-llama."),
     ] = TRAIN.lr_preset,
     epochs: Annotated[int, typer.Option("--epochs", help="Most epochs.")] = TRAIN.epochs,
     patience: Annotated[
@@ -112,7 +115,8 @@ def train(
     ] = TRAIN.patience,
     batch_size: Annotated[int, typer.Option("--batch-size")] = TRAIN.batch_size,
     scheduler: Annotated[
-        str, typer.Option("--scheduler", help="plateau, cosine (warm restarts T0=5, Tmult=2), linear or none.")
+        str,
+        typer.Option("--scheduler", help="plateau, cosine (warm restarts T0=5, Tmult=2), linear or none."),
     ] = TRAIN.scheduler,
     clip: Annotated[float, typer.Option("--clip", help="Max gradient norm (0: off).")] = TRAIN.clip,
     weight_decay: Annotated[float, typer.Option("--weight-decay")] = TRAIN.weight_decay,

@@ -87,7 +87,9 @@ def _crfsuite_backend(folder: Path) -> Any:
 
 
 FAMILIES.register("torch")(
-    Family(_torch_owns, _torch_train, _torch_evaluate, _torch_backend, "model.safetensors, config.json, run.json")
+    Family(
+        _torch_owns, _torch_train, _torch_evaluate, _torch_backend, "model.safetensors, config.json, run.json"
+    )
 )
 FAMILIES.register("crfsuite")(
     Family(

@@ -342,7 +342,9 @@ class Predictor:
             ).astype(np.float32)
         tuned = (self.fine_tuned or {}).get("vision")
         if tuned and data.image_files is not None:
-            inputs = [PredictInput(list(w), [Path(f) for f in fs]) for w, fs in zip(data.words, data.image_files)]
+            inputs = [
+                PredictInput(list(w), [Path(f) for f in fs]) for w, fs in zip(data.words, data.image_files)
+            ]
             arrays = self.image_features(inputs)
             if "pooled" in arrays:
                 out.image, out.has_image = arrays["pooled"], arrays["has_image"]
@@ -398,11 +400,13 @@ class Predictor:
         tokenizer: str,
     ) -> list[PredictInput]:
         if isinstance(inputs, str):
-            raise ConfigError("predict takes a list of inputs: predict([\"Obama visits Paris\"])")
+            raise ConfigError('predict takes a list of inputs: predict(["Obama visits Paris"])')
         inputs = list(inputs)
         for name, values in (("images", images), ("captions", captions)):
             if values is not None and len(values) != len(inputs):
-                raise ConfigError(f"{len(inputs)} inputs but {len(values)} {name}: give one per input (None for none)")
+                raise ConfigError(
+                    f"{len(inputs)} inputs but {len(values)} {name}: give one per input (None for none)"
+                )
         style = self.tokenizer_style(tokenizer) if any(isinstance(i, str) for i in inputs) else "tweet"
         items = []
         for n, value in enumerate(inputs):

@@ -149,7 +149,16 @@ class BiLSTM(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         if torch.is_autocast_enabled(x.device.type):
-            return self._dense(x, mask)
+            try:
+                return self._dense(x, mask)
+            except RuntimeError as err:
+                # oneDNN has no bf16 LSTM primitive for some shapes on CPUs without native bf16
+                # (seen on an AMD EPYC without AVX512-BF16: "could not create a primitive
+                # descriptor for the LSTM forward propagation primitive"); there the packed fp32
+                # recurrence below is what torch itself would run. Shapes that work keep the
+                # fast path, so results where it ran are unchanged.
+                if "primitive descriptor" not in str(err):
+                    raise
         lengths = mask.sum(1).cpu()
         packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         out, _ = self.lstm(packed)
@@ -185,4 +194,5 @@ class BiLSTM(nn.Module):
 HEADS: Registry[type] = Registry(
     "head",
     defaults={"family": "torch", "grid_order": None, "fusion": False, "own_words": ("word ids", "words")},
+    registrations="heads.models",
 )

@@ -75,8 +75,12 @@ class TrainConfig:
     warmup: float = 0.0  # share of all optimizer steps with a linearly rising learning rate
     class_weights: bool = False  # W_c = N / (m * freq_c) on the cross-entropy of softmax heads
     select: str = "entity_f1"  # validation metric for early stopping and model choice
-    precision: str = "fp32"  # bf16: steps under bf16 autocast (weights and evaluation stay fp32); auto: bf16 where native
-    threads: int = 1  # torch threads; 1 measured fastest for these small recurrent steps; 0: leave torch's setting
+    precision: str = (
+        "fp32"  # bf16: steps under bf16 autocast (weights and evaluation stay fp32); auto: bf16 where native
+    )
+    threads: int = (
+        1  # torch threads; 1 measured fastest for these small recurrent steps; 0: leave torch's setting
+    )
     max_minutes: float | None = None  # stop after the epoch that would overrun this budget
     limit: int | None = None  # train on the first N training examples only (smoke runs)
     eval_batch: int = 128  # examples per evaluation batch
@@ -85,7 +89,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            (self.lr_preset in (*LR_PRESETS, "auto"), f"--lr-preset must be one of auto, {', '.join(LR_PRESETS)}"),
+            (
+                self.lr_preset in (*LR_PRESETS, "auto"),
+                f"--lr-preset must be one of auto, {', '.join(LR_PRESETS)}",
+            ),
             (self.scheduler in SCHEDULERS, f"--scheduler must be one of {', '.join(SCHEDULERS)}"),
             (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),
             (self.select in SELECT_METRICS, f"--select must be one of {', '.join(SELECT_METRICS)}"),
@@ -94,7 +101,10 @@ class TrainConfig:
                 "--epochs, --batch-size and --accumulate must be at least 1",
             ),
             (0 <= self.warmup < 1, "--warmup is a share of the optimizer steps: 0 <= warmup < 1"),
-            (not (self.warmup and self.scheduler == "cosine"), "--warmup does not combine with --scheduler cosine"),
+            (
+                not (self.warmup and self.scheduler == "cosine"),
+                "--warmup does not combine with --scheduler cosine",
+            ),
             (self.limit is None or self.limit >= 1, "--limit must be at least 1"),
             (self.eval_batch >= 1, "--eval-batch must be at least 1"),
         ]
@@ -107,7 +117,9 @@ class TrainConfig:
                 f"--lr: unknown component(s) {', '.join(unknown)}; known: {', '.join(COMPONENTS)}"
             )
 
-    def learning_rates(self, head_defaults: dict[str, float] | None = None, method: str | None = None) -> dict[str, float]:
+    def learning_rates(
+        self, head_defaults: dict[str, float] | None = None, method: str | None = None
+    ) -> dict[str, float]:
         """The preset, then the head's own needs (cached preset only), then the user's --lr.
         ``method`` is the fine-tuning method (None: cached features) for ``auto``."""
         preset = self.lr_preset

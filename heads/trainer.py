@@ -183,7 +183,9 @@ class _Schedule:
     (linear: to 0 over the run), cosine warm restarts stepped per batch, or halving on a
     plateau of the dev score after each epoch."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, config: TrainConfig, total: int, per_epoch: int) -> None:
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, config: TrainConfig, total: int, per_epoch: int
+    ) -> None:
         self.config, self.per_epoch = config, per_epoch
         self.warm = max(1, round(config.warmup * total)) if config.warmup else 0
         self.total = total
@@ -249,7 +251,9 @@ def _fit(task: TrainingTask, config: TrainConfig, progress: Progress) -> TrainRe
     weights = None
     if config.class_weights:
         if task.head.crf is not None:
-            raise ConfigError("--class-weights weights the cross-entropy of softmax heads: add --set crf=false")
+            raise ConfigError(
+                "--class-weights weights the cross-entropy of softmax heads: add --set crf=false"
+            )
         weights = class_weights(task.train_tags(), len(task.head.tags))
     device = params[0].device if params else torch.device("cpu")
     bf16 = uses_bf16(config, device)

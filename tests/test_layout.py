@@ -98,6 +98,9 @@ def test_no_component_is_found_by_testing_its_name() -> None:
 def test_tests_follow_the_package_layout() -> None:
     """A test module sits in tests/<package>/ for the package it pins (or at tests/ when it
     spans the packages); helpers stay at tests/."""
+    seen: dict[str, Path] = {}
     for path in (ROOT / "tests").rglob("test_*.py"):
         parent = path.parent.relative_to(ROOT / "tests")
         assert str(parent) in (".", *PACKAGES), f"{path}: tests live in tests/<package>/"
+        assert path.name not in seen, f"{path} and {seen[path.name]}: test file names must be unique"
+        seen[path.name] = path

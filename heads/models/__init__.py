@@ -1,12 +1,8 @@
-"""Every head: importing this package registers them (a new head is a file plus its name here)."""
+"""Every head: importing this package imports each module in it, and each registers its head
+(``@HEADS.register(...)``), so a new head is one file here with its registration line."""
 
-from heads.models import (  # noqa: F401
-    bilstm,
-    bilstm_crf,
-    crfsuite,
-    cross_attention,
-    cwi,
-    linear,
-    msb,
-    partial,
-)
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")

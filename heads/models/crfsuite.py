@@ -30,7 +30,9 @@ class CrfSuiteOptions:
 class CrfSuiteHead:
     Hyper: ClassVar[type] = CrfSuiteOptions
     modalities: ClassVar[tuple[str, ...]] = ("text",)
-    description: ClassVar[str] = "sklearn-crfsuite with classic word features (+ KMeans ids of cached vectors with --text)"
+    description: ClassVar[str] = (
+        "sklearn-crfsuite with classic word features (+ KMeans ids of cached vectors with --text)"
+    )
 
     @classmethod
     def needs(cls, hyper: object, modality: str, has_text: bool) -> frozenset[str]:

@@ -42,8 +42,32 @@ def test_bf16_autocast_takes_the_dense_path_and_stays_close() -> None:
     x = torch.randn(2, 9, 12) * mask[..., None]
     with torch.autocast("cpu", dtype=torch.bfloat16):
         fast = lstm(x, mask)
-    assert fast.dtype == torch.bfloat16  # a packed LSTM would have stayed fp32
+    from featurize.text.transformer import native_bf16
+
+    if native_bf16("cpu"):
+        assert fast.dtype == torch.bfloat16  # a packed LSTM would have stayed fp32
     assert torch.allclose(fast.float(), lstm(x, mask), atol=0.02)
+
+
+def test_bf16_without_a_onednn_primitive_falls_back_to_the_packed_recurrence(monkeypatch) -> None:
+    """CPUs without native bf16 lack oneDNN's bf16 LSTM for some shapes: the packed path runs."""
+    torch.manual_seed(0)
+    lstm = BiLSTM(12, 6)
+    mask = torch.arange(9)[None] < torch.tensor([9, 4])[:, None]
+    x = torch.randn(2, 9, 12) * mask[..., None]
+
+    def missing(*_a: object) -> None:
+        raise RuntimeError(
+            "could not create a primitive descriptor for the LSTM forward propagation primitive"
+        )
+
+    monkeypatch.setattr(lstm, "_dense", missing)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = lstm(x, mask)
+    assert torch.allclose(out.float(), lstm(x, mask), atol=0.02)
+    monkeypatch.setattr(lstm, "_dense", lambda *_a: (_ for _ in ()).throw(RuntimeError("other")))
+    with pytest.raises(RuntimeError, match="other"), torch.autocast("cpu", dtype=torch.bfloat16):
+        lstm(x, mask)
 
 
 def test_dropout_keeps_the_expected_share_and_scales() -> None:

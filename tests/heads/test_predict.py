@@ -78,7 +78,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Runs:
     train(RunSpec("bilstm-crf", InputSpec(DATASET, "minilm"), train=config), cache, root / "bilstm")
     train(RunSpec("linear", InputSpec(DATASET, "minilm", "cnn"), train=config), cache, root / "linear")
     options = {"c1": "0.1", "c2": "0.05", "clusters": "20", "max_iterations": "30"}
-    run_crfsuite(RunSpec("crf", InputSpec(DATASET, "minilm"), options=options), cache, root / "crf", quiet=True)
+    run_crfsuite(
+        RunSpec("crf", InputSpec(DATASET, "minilm"), options=options), cache, root / "crf", quiet=True
+    )
     return Runs(cache, folder, images, root / "bilstm", root / "linear", root / "crf")
 
 

@@ -32,7 +32,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> dict[s
     text = f"hf:{tiny_bert}"
     featurize(dataset, RunPlan(text=[text]), FeatureStore(cache), Console(file=io.StringIO()))
     config = heads.TrainConfig(epochs=3, threads=1)
-    heads.train(heads.RunSpec("bilstm-crf", InputSpec(dataset.name, text), train=config), cache, root / "bilstm")
+    heads.train(
+        heads.RunSpec("bilstm-crf", InputSpec(dataset.name, text), train=config), cache, root / "bilstm"
+    )
     crf = heads.RunSpec("crf", InputSpec(dataset.name, None), options={"max_iterations": "20"}, train=config)
     from heads.families import family_of_head
 

@@ -1,0 +1,160 @@
+"""The one trainer (heads.trainer.fit) and its one configuration type: schedules, accumulation,
+early stopping, reproducibility, and run-store keys that survive the redesign. Synthetic
+features: no shared data, no encoder."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from featurize.errors import ConfigError
+from heads.data import Batcher, SplitData
+from heads.tagger import HEADS, Dims, hyper_from
+from heads.train_config import EncoderTraining, TrainConfig, finetune_config
+from heads.trainer import CachedFeatures, Progress, fit, optimizer_steps
+
+TAGS = ["O", "B-LOC", "I-LOC"]
+
+
+def split(n: int, seed: int) -> SplitData:
+    """Words whose 8-d feature says their tag (plus noise): a head learns it in a few epochs."""
+    rng = np.random.default_rng(seed)
+    words, tags, feats = [], [], []
+    for _ in range(n):
+        length = int(rng.integers(2, 7))
+        t = [str(rng.choice(TAGS, p=[0.6, 0.3, 0.1])) for _ in range(length)]
+        t = [("B-LOC" if x == "I-LOC" and (i == 0 or t[i - 1] == "O") else x) for i, x in enumerate(t)]
+        words.append([f"w{i}" for i in range(length)])
+        tags.append(t)
+        for x in t:
+            f = rng.normal(0, 0.3, 8)
+            f[TAGS.index(x)] += 2.0
+            feats.append(f)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum([len(w) for w in words], out=offsets[1:])
+    return SplitData("s", words, tags, [str(i) for i in range(n)], np.array(feats, dtype=np.float32), offsets)
+
+
+def task(seed: int = 0, n_train: int = 60):
+    torch.manual_seed(seed)
+    cls = HEADS.get("bilstm-crf")
+    model = cls(TAGS, Dims(text=8), hyper_from(cls.Hyper, {"proj": "8", "hidden": "8"}))
+    return CachedFeatures(model, Batcher(split(n_train, 1), TAGS), Batcher(split(30, 2), TAGS))
+
+
+def rates_during(config: TrainConfig, n_train: int = 60) -> list[float]:
+    """The learning rate after every optimizer step of a run."""
+    t = task(n_train=n_train)
+    seen: list[float] = []
+    optimizer_of = {}
+
+    real = torch.optim.AdamW
+
+    class Recording(real):  # type: ignore[misc,valid-type]
+        def __init__(self, *a, **k) -> None:  # noqa: ANN002, ANN003
+            super().__init__(*a, **k)
+            optimizer_of["o"] = self
+
+    torch.optim.AdamW = Recording  # type: ignore[misc]
+    try:
+        fit(t, config, Progress(on_step=lambda _s, _l: seen.append(optimizer_of["o"].param_groups[0]["lr"])))
+    finally:
+        torch.optim.AdamW = real  # type: ignore[misc]
+    return seen
+
+
+def test_same_seed_same_weights_and_history() -> None:
+    config = TrainConfig(epochs=3, batch_size=8)
+    a, b = task(), task()
+    ra, rb = fit(a, config), fit(b, config)
+    for (name, x), y in zip(a.head.state_dict().items(), b.head.state_dict().values()):
+        assert torch.equal(x, y), name
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in ra.history]
+    assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in rb.history]
+
+
+def test_it_learns_and_keeps_the_best_dev_epoch() -> None:
+    fast = {c: 1e-2 for c in ("text", "fusion", "inner_lstm", "dense")}
+    result = fit(task(), TrainConfig(epochs=8, batch_size=8, patience=8, lr=fast))
+    best = max(row["dev_entity_f1"] for row in result.history)
+    assert best > result.history[0]["dev_entity_f1"] and result.best_dev["entity_f1"] == best
+    assert result.history[result.best_epoch - 1]["dev_entity_f1"] == best
+
+
+def test_patience_stops_and_says_why() -> None:
+    result = fit(
+        task(),
+        TrainConfig(
+            epochs=40,
+            batch_size=8,
+            patience=1,
+            lr=dict.fromkeys(("text", "vision", "fusion", "inner_lstm", "crf", "dense"), 0.0),
+        ),
+    )
+    assert result.stopped_early and result.epochs_run == 2 and "no better dev" in result.stop_reason
+
+
+def test_warmup_then_linear_decay() -> None:
+    config = TrainConfig(epochs=4, batch_size=8, scheduler="linear", warmup=0.25, lr={"dense": 1e-3})
+    per_epoch = -(-60 // 8)
+    rates = rates_during(config)
+    total = per_epoch * 4
+    assert len(rates) == total == optimizer_steps(60, config)
+    warm = round(0.25 * total)
+    # step k runs at factor(k): (k + 1) / warm while warming up; recorded after the step
+    assert all(a < b for a, b in zip(rates[: warm - 2], rates[1 : warm - 1]))  # rising
+    assert rates[warm - 2] == pytest.approx(1e-3)  # the peak is the configured rate
+    assert all(a >= b for a, b in zip(rates[warm:], rates[warm + 1 :]))  # then falling
+    assert rates[-1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_plateau_halving_survives_a_warmup() -> None:
+    """After its warm-up, the plateau schedule's halving is not overwritten step by step."""
+    frozen = {"dense": 1e-3, "inner_lstm": 0.0, "fusion": 0.0, "crf": 0.0, "text": 0.0}
+    config = TrainConfig(epochs=8, batch_size=8, scheduler="plateau", warmup=0.1, patience=8, lr=frozen)
+    rates = rates_during(config)
+    assert min(rates[len(rates) // 2 :]) < 1e-3  # a flat dev score halved the rate and it stayed
+
+
+def test_accumulation_counts_optimizer_steps() -> None:
+    config = TrainConfig(epochs=2, batch_size=8, accumulate=3)
+    rates = rates_during(config)
+    assert len(rates) == optimizer_steps(60, config) == 2 * 3  # 8 micro-batches an epoch, 3 per step
+
+
+def test_one_config_type_with_checked_values() -> None:
+    ft = finetune_config(EncoderTraining(method="lora"))
+    assert isinstance(ft, TrainConfig) and ft.encoders is not None
+    assert ft.learning_rates(method="lora")["text"] == 2e-5  # thesis Llama table
+    assert ft.learning_rates(method="full")["text"] == 8e-6  # thesis BERT table
+    assert TrainConfig().learning_rates({"dense": 5e-3})["dense"] == 5e-3  # a head's own need, cached preset
+    for bad in (
+        {"scheduler": "sometimes"},
+        {"warmup": 1.0},
+        {"lr": {"nope": 1.0}},
+        {"accumulate": 0},
+        {"warmup": 0.1, "scheduler": "cosine"},
+    ):
+        with pytest.raises(ConfigError):
+            TrainConfig(**bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        EncoderTraining(method="half")
+
+
+def test_run_store_keys_survive_the_redesign() -> None:
+    """Grid cells and fine-tuned lines keep the keys stores written before this config type had
+    (hashes computed with the code of 7ee5fa3): an existing store is found again, not re-run."""
+    from bench.finetune import legacy_settings
+    from bench.finetune_bench import tuned_key
+    from bench.grid import GRID_TRAIN, Cell
+
+    train = GRID_TRAIN.key_settings()
+    assert Cell("t17", "cwi", "text", "minilm", None, "none", 0, train).key == "bd01aa3f12ab303d"
+    assert Cell("t15", "crf", "text", None, None, "none", 0, train).key == "c3c7d7a84aa06fe6"
+    cell = Cell("t17", "cwi", "text", "mpnet", None, "captions", 0, train)
+    assert tuned_key(cell, legacy_settings(finetune_config().with_seed(0))) == "2a822904ca110c47"
+    # a new setting away from its default is part of the key
+    assert replace(GRID_TRAIN, accumulate=2).key_settings() != train
