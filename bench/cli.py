@@ -14,19 +14,24 @@ from typing import Annotated
 
 import typer
 
+from bench.finetune import FinetuneRequest
 from bench.grid import GRID_TRAIN as GRID
+from bench.grid import GridOptions
 from bench.grid_run import GridRun
 from bench.llm_baseline import LLMRunConfig
 from featurize import cli_options as opt
 from featurize.cache.store import cache_dir
 from featurize.console_app import run_app, stdout_console
+from featurize.datasets import DEFAULT_DATASET
 from featurize.text import DEFAULT_TEXT_ENCODER
 from heads.train_config import FINETUNE as FT
 
 FT_ENC = FT.encoders
 assert FT_ENC is not None
 RUN = GridRun()
+GRID_OPTIONS = GridOptions()
 LLM = LLMRunConfig()
+FT_REQUEST = FinetuneRequest("", FT)
 
 app = typer.Typer(
     help="Benchmarks, the experiment grid and fine-tuning.", no_args_is_help=True, add_completion=False
@@ -47,7 +52,7 @@ def _save(report, folder: Path, name: str) -> None:  # noqa: ANN001
 
 @app.command()
 def featurize(
-    dataset: opt.Dataset = "t17",
+    dataset: opt.Dataset = DEFAULT_DATASET,
     split: Annotated[str, typer.Option("--split", help="Split to take the examples from.")] = "dev",
     text: opt.Text = DEFAULT_TEXT_ENCODER,
     vision: opt.Vision = None,
@@ -76,7 +81,7 @@ def featurize(
 
 @app.command()
 def probe(
-    dataset: opt.Dataset = "t17",
+    dataset: opt.Dataset = DEFAULT_DATASET,
     text: opt.Text = DEFAULT_TEXT_ENCODER,
     pooling: Annotated[
         str, typer.Option("--pooling", help="Poolings to compare, comma-separated.")
@@ -126,7 +131,9 @@ def heads_grid(
     text: opt.Text = None,
     vision: opt.Vision = None,
     context: opt.Context = None,
-    seeds: Annotated[int, typer.Option("--seeds", help="Seeds per configuration: 0..N-1.", min=1)] = 3,
+    seeds: Annotated[
+        int, typer.Option("--seeds", help="Seeds per configuration: 0..N-1.", min=1)
+    ] = GRID_OPTIONS.seeds,
     epochs: Annotated[int, typer.Option("--epochs", help="Most epochs per cell.", min=1)] = GRID.epochs,
     patience: Annotated[
         int, typer.Option("--patience", help="Early stopping patience (epochs).", min=1)
@@ -189,7 +196,7 @@ def heads_grid(
 
 @app.command("grid-speed")
 def grid_speed(
-    dataset: opt.Dataset = "t17",
+    dataset: opt.Dataset = DEFAULT_DATASET,
     head: Annotated[str, typer.Option("--head", help="Heads, comma-separated.")] = "bilstm-crf,msb",
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds per head.", min=1)] = 2,
     settings: Annotated[
@@ -339,7 +346,7 @@ def finetune(
     ] = False,
     winners_path: Annotated[
         Path, typer.Option("--winners", help="The grid's winner file read by --best.")
-    ] = Path("runs/bench-heads/winners.json"),
+    ] = FT_REQUEST.winners,
     head: Annotated[str | None, typer.Option("--head", help="The head (overrides the winner's).")] = None,
     modality: opt.Modality = None,
     text: opt.Text = None,
@@ -347,7 +354,7 @@ def finetune(
     context: opt.Context = None,
     seeds: Annotated[
         int, typer.Option("--seeds", help="Seeds 0..N-1, each frozen and fine-tuned.", min=1)
-    ] = 1,
+    ] = FT_REQUEST.seeds,
     epochs: Annotated[int, typer.Option("--epochs", help="Most fine-tuning epochs.", min=1)] = FT.epochs,
     patience: Annotated[
         int, typer.Option("--patience", help="Epochs without a better dev entity F1 before stopping.", min=1)
@@ -421,9 +428,9 @@ def finetune(
         int | None, typer.Option("--limit", help="Train on the first N training examples (smoke runs).")
     ] = None,
     device: opt.Device = FT.device,
-    runs: Annotated[Path, typer.Option("--runs", help="Folder of the run store, models and report.")] = Path(
-        "runs/bench-finetune"
-    ),
+    runs: Annotated[
+        Path, typer.Option("--runs", help="Folder of the run store, models and report.")
+    ] = FT_REQUEST.runs,
     cache: opt.CacheDir = None,
 ) -> None:
     """Fine-tune the grid's winner end to end and compare it with its frozen-feature head.

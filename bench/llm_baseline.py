@@ -32,7 +32,7 @@ from bench.llm_answers import check_answer
 from bench.llm_client import ChatClient
 from bench.llm_prompt import PromptBuilder, PromptTemplate, answer_schema, few_shot
 from bench.references import REFERENCES
-from featurize.datasets import LoadOptions, load_dataset
+from featurize.datasets import DEFAULT_DATASET, LoadOptions, load_dataset
 from featurize.errors import ConfigError
 from featurize.example import Example
 from featurize.labels import tag_order
@@ -44,7 +44,7 @@ CONTEXTS = ("none", "captions")
 
 @dataclass
 class LLMRunConfig:
-    dataset: str = "t17"
+    dataset: str = DEFAULT_DATASET
     split: str = "test"
     base_url: str = "local"
     model: str = ""

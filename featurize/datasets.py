@@ -23,6 +23,7 @@ from featurize.readers import READERS
 from featurize.registry import Registry
 
 DATA_DIR_ENV = "MNER_DATA_DIR"
+DEFAULT_DATASET = "t17"  # what commands that take one dataset read when none is named
 SPLITS = ("train", "dev", "test")
 
 

@@ -16,6 +16,7 @@ from featurize import cli_options as opt
 from featurize.cache.store import cache_dir
 from featurize.cache.text_features import TextFeatures
 from featurize.console_app import run_app, stdout_console
+from featurize.datasets import DEFAULT_DATASET
 from featurize.errors import ConfigError
 from featurize.text import DEFAULT_TEXT_ENCODER
 from heads.train_config import TrainConfig
@@ -93,7 +94,7 @@ def default_run_folder(
 
 @app.command()
 def train(
-    dataset: opt.Dataset = "t17",
+    dataset: opt.Dataset = DEFAULT_DATASET,
     head: Annotated[str, typer.Option("--head", help="A head from `heads list`.")] = "bilstm-crf",
     text: opt.Text = DEFAULT_TEXT_ENCODER,
     vision: opt.Vision = None,

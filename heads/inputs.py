@@ -15,6 +15,7 @@ from typing import Any
 from featurize.cache.schema import SCHEMA_VERSION, read_attrs
 from featurize.cache.store import FeatureStore, open_entry
 from featurize.errors import CacheError, ConfigError
+from featurize.text import DEFAULT_TEXT_ENCODER
 from featurize.text.transformer import layers_label
 
 CONTEXTS = ("none", "captions", "labels")
@@ -26,7 +27,7 @@ class InputSpec:
     ``pooling``/``layers`` pick among entries of one encoder featurized several ways."""
 
     dataset: str
-    text: str | None = "minilm"
+    text: str | None = DEFAULT_TEXT_ENCODER
     vision: str | None = None
     context: str = "none"
     pooling: str | None = None
