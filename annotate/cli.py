@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from featurize.console_app import run_app, stdout_console
-from featurize.errors import ConfigError
 
 app = typer.Typer(
     help="Build a multimodal NER dataset from scans, in the browser.",
@@ -79,29 +78,16 @@ def ocr_eval(
     import shlex
     import sys
 
-    from annotate import ocr
-    from annotate.ocr_eval import evaluate, read_references
-    from heads.report_table import Report, save_reports
+    from annotate.ocr_eval import ocr_report
+    from heads.report_table import save_reports
 
-    refs = read_references(reference, images)
-    rows = []
-    for name in [e.strip() for e in engine.split(",") if e.strip()]:
-        problem = ocr.ENGINES.get(name).available()
-        if problem:
-            out.print(f"[yellow]{name}: {problem}: skipped[/]")
-            continue
-        for setting in [x.strip() for x in lang.split(",") if x.strip()]:
-            rows.append(evaluate(refs, name, setting))
-    if not rows:
-        raise ConfigError("no OCR engine could run")
-    table = Report(
-        f"OCR character error rate on {len(refs)} transcribed boxes",
-        ["engine", "lang", "boxes", "reference chars", "edits", "CER %", "worst box", "seconds"],
-        rows,
-        command="annotate " + shlex.join(sys.argv[1:]),
-    )
-    table.notes.append(
-        "CER after rejoining hyphenated line breaks and collapsing whitespace, as the tool does."
+    table = ocr_report(
+        images,
+        reference,
+        [e.strip() for e in engine.split(",") if e.strip()],
+        [x.strip() for x in lang.split(",") if x.strip()],
+        "annotate " + shlex.join(sys.argv[1:]),
+        lambda message: out.print(f"[yellow]{message}[/]"),
     )
     out.print(table.markdown(), highlight=False)
     if report is not None:

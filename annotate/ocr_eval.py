@@ -9,6 +9,7 @@ hyphenated line breaks rejoined and whitespace runs collapsed to one space.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,3 +93,38 @@ def evaluate(refs: list[Reference], engine: str, lang: str) -> dict[str, Any]:
         "worst box": f"{worst[0][1]} ({100 * worst[0][0]:.0f} %)",
         "seconds": round(seconds, 1),
     }
+
+
+def ocr_report(
+    images: Path,
+    reference: Path,
+    engines: list[str],
+    langs: list[str],
+    command: str,
+    note: Callable[[str], None] = lambda _message: None,
+) -> Any:
+    """``annotate ocr-eval``: every available engine x language setting against the references;
+    an engine that cannot run here is skipped with a note. Returns the report table."""
+    from heads.report_table import Report
+
+    refs = read_references(reference, images)
+    rows = []
+    for name in engines:
+        problem = ocr.ENGINES.get(name).available()
+        if problem:
+            note(f"{name}: {problem}: skipped")
+            continue
+        for setting in langs:
+            rows.append(evaluate(refs, name, setting))
+    if not rows:
+        raise ConfigError("no OCR engine could run")
+    table = Report(
+        f"OCR character error rate on {len(refs)} transcribed boxes",
+        ["engine", "lang", "boxes", "reference chars", "edits", "CER %", "worst box", "seconds"],
+        rows,
+        command=command,
+    )
+    table.notes.append(
+        "CER after rejoining hyphenated line breaks and collapsing whitespace, as the tool does."
+    )
+    return table

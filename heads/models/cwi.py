@@ -128,7 +128,15 @@ class LabelWordsLSTM(nn.Module):
 
     def forward(self, label_ids: Tensor) -> Tensor:
         """(B, 5) class ids + 1 (0: none) -> (B, hidden); zeros where the example has no labels."""
-        _, (h, _) = self.lstm(self.embedding(label_ids))
+        embedded = self.embedding(label_ids)
+        try:
+            _, (h, _) = self.lstm(embedded)
+        except RuntimeError as err:
+            # no oneDNN bf16 LSTM primitive on this CPU (see heads.tagger.BiLSTM.forward): fp32
+            if "primitive descriptor" not in str(err):
+                raise
+            with torch.autocast(embedded.device.type, enabled=False):
+                _, (h, _) = self.lstm(embedded.float())
         return h[-1] * (label_ids[:, :1] > 0).to(h.dtype)
 
 
