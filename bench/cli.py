@@ -125,28 +125,15 @@ def heads_grid(
         ),
     ] = False,
     dataset: opt.Datasets = None,
-    head: Annotated[
-        str | None, typer.Option("--head", help="Heads, comma-separated (default: all; see `heads list`).")
-    ] = None,
+    head: opt.Heads = None,
     text: opt.Text = None,
     vision: opt.Vision = None,
     context: opt.Context = None,
-    seeds: Annotated[
-        int, typer.Option("--seeds", help="Seeds per configuration: 0..N-1.", min=1)
-    ] = GRID_OPTIONS.seeds,
-    epochs: Annotated[int, typer.Option("--epochs", help="Most epochs per cell.", min=1)] = GRID.epochs,
-    patience: Annotated[
-        int, typer.Option("--patience", help="Early stopping patience (epochs).", min=1)
-    ] = GRID.patience,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", help="Training batch size.", min=1)
-    ] = GRID.batch_size,
-    precision: Annotated[
-        str,
-        typer.Option(
-            "--precision", help="fp32, bf16 or auto: autocast for training steps (as `heads train`)."
-        ),
-    ] = GRID.precision,
+    seeds: opt.Seeds = GRID_OPTIONS.seeds,
+    epochs: opt.Epochs = GRID.epochs,
+    patience: opt.Patience = GRID.patience,
+    batch_size: opt.BatchSize = GRID.batch_size,
+    precision: opt.Precision = GRID.precision,
     workers: Annotated[
         int, typer.Option("--workers", help="Cells run in parallel (processes).", min=1)
     ] = RUN.workers,
@@ -198,7 +185,7 @@ def heads_grid(
 def grid_speed(
     dataset: opt.Dataset = DEFAULT_DATASET,
     head: Annotated[str, typer.Option("--head", help="Heads, comma-separated.")] = "bilstm-crf,msb",
-    seeds: Annotated[int, typer.Option("--seeds", help="Seeds per head.", min=1)] = 2,
+    seeds: opt.Seeds = 2,
     settings: Annotated[
         str,
         typer.Option(
@@ -206,7 +193,7 @@ def grid_speed(
             help="WORKERSxTHREADS settings to compare, comma-separated; the first is the baseline.",
         ),
     ] = "1x1,1x2,2x1",
-    epochs: Annotated[int, typer.Option("--epochs", help="Most epochs per cell.", min=1)] = GRID.epochs,
+    epochs: opt.Epochs = GRID.epochs,
     cache: opt.CacheDir = None,
     output: Report = Path("runs/bench"),
 ) -> None:
@@ -347,21 +334,15 @@ def finetune(
     winners_path: Annotated[
         Path, typer.Option("--winners", help="The grid's winner file read by --best.")
     ] = FT_REQUEST.winners,
-    head: Annotated[str | None, typer.Option("--head", help="The head (overrides the winner's).")] = None,
+    head: opt.Head = None,
     modality: opt.Modality = None,
     text: opt.Text = None,
     vision: opt.Vision = None,
     context: opt.Context = None,
-    seeds: Annotated[
-        int, typer.Option("--seeds", help="Seeds 0..N-1, each frozen and fine-tuned.", min=1)
-    ] = FT_REQUEST.seeds,
-    epochs: Annotated[int, typer.Option("--epochs", help="Most fine-tuning epochs.", min=1)] = FT.epochs,
-    patience: Annotated[
-        int, typer.Option("--patience", help="Epochs without a better dev entity F1 before stopping.", min=1)
-    ] = FT.patience,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", help="Examples per micro-batch.", min=1)
-    ] = FT.batch_size,
+    seeds: opt.Seeds = FT_REQUEST.seeds,
+    epochs: opt.Epochs = FT.epochs,
+    patience: opt.Patience = FT.patience,
+    batch_size: opt.BatchSize = FT.batch_size,
     accumulate: Annotated[
         int, typer.Option("--accumulate", help="Micro-batches per optimizer step.", min=1)
     ] = FT.accumulate,
@@ -385,10 +366,8 @@ def finetune(
         str,
         typer.Option("--scheduler", "--schedule", help="After warm-up: linear, constant or plateau."),
     ] = FT.scheduler,
-    clip: Annotated[float, typer.Option("--clip", help="Max gradient norm (0: off).")] = FT.clip,
-    precision: Annotated[
-        str, typer.Option("--precision", help="auto (bf16 autocast where native), bf16 or fp32.")
-    ] = FT.precision,
+    clip: opt.Clip = FT.clip,
+    precision: opt.Precision = FT.precision,
     gradient_checkpointing: Annotated[
         bool,
         typer.Option(
@@ -424,9 +403,7 @@ def finetune(
     max_minutes: Annotated[
         float | None, typer.Option("--max-minutes", help="Stop after the epoch that would pass this budget.")
     ] = None,
-    limit: Annotated[
-        int | None, typer.Option("--limit", help="Train on the first N training examples (smoke runs).")
-    ] = None,
+    limit: opt.Limit = None,
     device: opt.Device = FT.device,
     runs: Annotated[
         Path, typer.Option("--runs", help="Folder of the run store, models and report.")

@@ -139,3 +139,34 @@ def names(value: str | None) -> list[str] | None:
     if value is None:
         return None
     return [v.strip() for v in value.split(",") if v.strip() and v.strip() != "none"]
+
+
+# Training options (heads train, bench heads, bench grid-speed, bench finetune); each command
+# takes its default from its own configuration object (heads.train_config, bench.grid).
+Heads = Annotated[
+    str | None,
+    typer.Option("--head", help="Heads, comma-separated (default: every registered; see `heads list`)."),
+]
+Epochs = Annotated[int, typer.Option("--epochs", help="Most epochs.", min=1)]
+Patience = Annotated[
+    int, typer.Option("--patience", help="Stop after this many epochs without a better dev score.", min=1)
+]
+BatchSize = Annotated[int, typer.Option("--batch-size", help="Examples per (micro-)batch.", min=1)]
+Clip = Annotated[float, typer.Option("--clip", help="Max gradient norm (0: off).")]
+Precision = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        help="fp32, bf16 (training steps under bf16 autocast; weights and evaluation stay fp32) or auto "
+        "(bf16 where the hardware has it natively).",
+    ),
+]
+Threads = Annotated[
+    int,
+    typer.Option(
+        "--threads",
+        help="torch threads per run; 1 is fastest here for these small recurrent steps (0: torch's default).",
+    ),
+]
+Seeds = Annotated[int, typer.Option("--seeds", help="Seeds 0..N-1 per configuration.", min=1)]
+Limit = Annotated[int | None, typer.Option("--limit", help="Use the first N examples only (smoke runs).")]

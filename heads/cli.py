@@ -95,12 +95,10 @@ def default_run_folder(
 @app.command()
 def train(
     dataset: opt.Dataset = DEFAULT_DATASET,
-    head: Annotated[str, typer.Option("--head", help="A head from `heads list`.")] = "bilstm-crf",
+    head: opt.Head = "bilstm-crf",
     text: opt.Text = DEFAULT_TEXT_ENCODER,
     vision: opt.Vision = None,
-    context: Annotated[
-        str, typer.Option("--context", help="Text features with a second segment: none, captions, labels.")
-    ] = "none",
+    context: opt.Context = "none",
     modality: opt.Modality = None,
     pooling: opt.Pooling = None,
     layers: opt.Layers = None,
@@ -110,16 +108,14 @@ def train(
         str,
         typer.Option("--lr-preset", help="cached (defaults for frozen features), thesis or thesis-llama."),
     ] = TRAIN.lr_preset,
-    epochs: Annotated[int, typer.Option("--epochs", help="Most epochs.")] = TRAIN.epochs,
-    patience: Annotated[
-        int, typer.Option("--patience", help="Stop after this many epochs without a better dev score.")
-    ] = TRAIN.patience,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = TRAIN.batch_size,
+    epochs: opt.Epochs = TRAIN.epochs,
+    patience: opt.Patience = TRAIN.patience,
+    batch_size: opt.BatchSize = TRAIN.batch_size,
     scheduler: Annotated[
         str,
         typer.Option("--scheduler", help="plateau, cosine (warm restarts T0=5, Tmult=2), linear or none."),
     ] = TRAIN.scheduler,
-    clip: Annotated[float, typer.Option("--clip", help="Max gradient norm (0: off).")] = TRAIN.clip,
+    clip: opt.Clip = TRAIN.clip,
     weight_decay: Annotated[float, typer.Option("--weight-decay")] = TRAIN.weight_decay,
     class_weights: Annotated[
         bool,
@@ -129,24 +125,11 @@ def train(
         str, typer.Option("--select", help="Validation metric: entity_f1 or token_macro_f1.")
     ] = TRAIN.select,
     seed: opt.Seed = TRAIN.seed,
-    precision: Annotated[
-        str,
-        typer.Option(
-            "--precision",
-            help="fp32, bf16 (training steps under bf16 autocast, about 1.5x faster on a CPU with native "
-            "bf16; weights and evaluation stay fp32) or auto (bf16 where native). `bench heads` trains with bf16.",
-        ),
-    ] = TRAIN.precision,
+    precision: opt.Precision = TRAIN.precision,
     stem: Annotated[
         str | None, typer.Option("--stem", help="Stem words for trainable embeddings: english, german.")
     ] = None,
-    threads: Annotated[
-        int,
-        typer.Option(
-            "--threads",
-            help="torch threads; 1 is fastest here for these small recurrent steps (0: torch's default).",
-        ),
-    ] = TRAIN.threads,
+    threads: opt.Threads = TRAIN.threads,
     run_dir: Annotated[Path | None, typer.Option("--out", help="Where the model and run.json go.")] = None,
     cache: opt.CacheDir = None,
 ) -> None:

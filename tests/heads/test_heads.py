@@ -127,7 +127,8 @@ def combo_param(combo: Combo):
 
 
 def test_every_registered_head_is_trained_here() -> None:
-    assert {c.head for c in COMBOS} == set(HEADS)
+    """Every torch head has its rows here (the crfsuite family has tests/heads/test_crf_suite.py)."""
+    assert {c.head for c in COMBOS} == {h for h in HEADS if HEADS.trait(h, "family") == "torch"}
 
 
 @pytest.mark.parametrize("combo", [combo_param(c) for c in COMBOS])

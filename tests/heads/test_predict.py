@@ -310,7 +310,7 @@ def test_errors_name_what_is_wrong(runs: Runs, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such run folder"):
         Predictor(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ConfigError, match="not a trained head"):
+    with pytest.raises(ConfigError, match="not a run folder"):
         Predictor(tmp_path / "empty")
 
     garbage = tmp_path / "broken.jpg"
