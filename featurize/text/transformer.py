@@ -138,8 +138,8 @@ class EncodePlan:
 class EncodeStats:
     words: int = 0
     empty_words: int = 0
-    windowed_examples: int = 0
-    windows: int = 0
+    windowed_examples: int = 0  # examples longer than one window
+    windows: int = 0  # the windows those examples were read in (a one-window example counts none)
     context_truncated: int = 0
 
 
@@ -314,7 +314,7 @@ class TransformerWordEncoder:
             plan.words_per_job.extend(counts)
             if len(windows) > 1:
                 self.stats.windowed_examples += 1
-            self.stats.windows += len(windows)
+                self.stats.windows += len(windows)
             self.stats.words += len(word_pieces)
         return plan
 

@@ -49,6 +49,9 @@ def test_long_input_uses_windows_not_truncation(tiny_bert: Path) -> None:
     (features,) = encoder.encode(long)
     assert features.shape == (85, 16)
     assert encoder.stats.windowed_examples == 1 and encoder.stats.windows > 2
+    windows = encoder.stats.windows
+    encoder.encode([["new", "york"], ["city"]])  # inputs that fit one window add no window to the count
+    assert encoder.stats.windowed_examples == 1 and encoder.stats.windows == windows
     # Inputs that fit one window are identical whatever the window size.
     short = [["new", "york", "city"]]
     a = encode(tiny_bert, short, layers="last")[0]
