@@ -26,6 +26,14 @@ app = typer.Typer(
 )
 out = stdout_console()
 TRAIN = TrainConfig()  # heads train's defaults: read here, written once in heads.train_config
+LabelMap = Annotated[
+    str | None,
+    typer.Option(
+        "--label-map",
+        help="Map the corpora's entity types onto one scheme: hicbam (PER/LOC/BUI/MIS), conll "
+        "(PER/LOC/ORG/MISC), or OLD=NEW pairs, comma-separated (NEW O drops a type).",
+    ),
+]
 
 
 def _percent(value: object) -> str:
@@ -82,7 +90,7 @@ def default_run_folder(
     modality: str | None,
     seed: int,
 ) -> Path:
-    parts = [dataset, head, (text or "words").replace("+", "-")]
+    parts = [dataset.replace(",", "+"), head, (text or "words").replace("+", "-")]
     if context != "none":
         parts.append(context)
     if vision:
@@ -94,7 +102,12 @@ def default_run_folder(
 
 @app.command()
 def train(
-    dataset: opt.Dataset = DEFAULT_DATASET,
+    dataset: Annotated[
+        str,
+        typer.Option(
+            "--dataset", help="A cached dataset, or several comma-separated (read as one; see --label-map)."
+        ),
+    ] = DEFAULT_DATASET,
     head: opt.Head = "bilstm-crf",
     text: opt.Text = DEFAULT_TEXT_ENCODER,
     vision: opt.Vision = None,
@@ -102,6 +115,7 @@ def train(
     modality: opt.Modality = None,
     pooling: opt.Pooling = None,
     layers: opt.Layers = None,
+    label_map: LabelMap = None,
     option: opt.HeadOptions = None,
     lr: opt.LearningRates = None,
     lr_preset: Annotated[
@@ -141,7 +155,7 @@ def train(
 
     text = None if text in (None, "", "none") else text
     family = family_of_head(head)
-    inputs = InputSpec(dataset, text, vision, context, pooling, layers)
+    inputs = InputSpec(dataset, text, vision, context, pooling, layers, label_map)
     folder = run_dir or default_run_folder(dataset, head, text, vision, context, modality, seed)
     config = TrainConfig(
         seed=seed,
@@ -182,13 +196,20 @@ def evaluate(
     output: Annotated[
         Path | None, typer.Option("--json", help="Also write the scores to this JSON file.")
     ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset",
+            help="Score on this corpus instead of the one(s) it was trained on (same inputs and label map).",
+        ),
+    ] = None,
     cache: opt.CacheDir = None,
 ) -> None:
     """Score a saved head on cached splits: entity P/R/F1 (both modes), token macro F1."""
     from heads.families import family_of_folder
 
     splits = tuple(s.strip() for s in split.split(",") if s.strip())
-    scores = family_of_folder(model).evaluate(model, cache_dir(cache), splits)
+    scores = family_of_folder(model).evaluate(model, cache_dir(cache), splits, dataset)
     print_scores(scores, f"{model}")
     if output:
         output.write_text(json.dumps(scores, indent=1), encoding="utf-8")

@@ -141,9 +141,13 @@ def run_crfsuite(
     return record
 
 
-def evaluate_crfsuite(folder: Path, cache_root: Path, splits: tuple[str, ...]) -> dict[str, dict]:
+def evaluate_crfsuite(
+    folder: Path, cache_root: Path, splits: tuple[str, ...], dataset: str | None = None
+) -> dict[str, dict]:
     saved = json.loads((folder / MARKER).read_text(encoding="utf-8"))
     inputs = InputSpec(**saved["inputs"])
+    if dataset is not None:
+        inputs = InputSpec(**(inputs.describe() | {"dataset": dataset}))
     tagger = CrfSuiteTagger.load(folder)
     index = EntryIndex(cache_root)
     scores = {}

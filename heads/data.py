@@ -57,7 +57,82 @@ class SplitData:
 
 def load_split(index: EntryIndex, spec: InputSpec, split: str, need_patches: bool = False) -> SplitData:
     """Read the text entries (several encoders are concatenated per word) and, when asked, the
-    split's image entry, aligned with the text by example id."""
+    split's image entry, aligned with the text by example id. Several corpora
+    (``--dataset a,b``) are read one by one and joined; a label map renames their types."""
+    from dataclasses import replace as with_
+
+    from heads.label_maps import apply, resolve
+
+    names = spec.datasets
+    mapping = resolve(spec.label_map)
+    if len(names) == 1 and mapping is None:
+        return _load_one(index, spec, split, need_patches)
+    parts = [
+        _load_one(index, with_(spec, dataset=name, label_map=None), split, need_patches) for name in names
+    ]
+    if mapping is not None:
+        for name, part in zip(names, parts):
+            part.tags = apply(part.tags, mapping, f"{name}/{split}")
+    return parts[0] if len(parts) == 1 else join_splits(parts, names)
+
+
+def join_splits(parts: list[SplitData], names: list[str]) -> SplitData:
+    """Several corpora's splits as one: examples in corpus order, ids ``<corpus>/<id>``, every
+    cached input concatenated (image widths must agree: the same vision encoder)."""
+    first = parts[0]
+    n = [len(p) for p in parts]
+    offsets = None
+    if all(p.offsets is not None for p in parts):
+        lengths = np.concatenate([np.diff(p.offsets) for p in parts])  # type: ignore[arg-type]
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+    features = (
+        np.concatenate([p.features for p in parts], axis=0)  # type: ignore[misc]
+        if all(p.features is not None for p in parts)
+        else None
+    )
+    data = SplitData(
+        first.name,
+        [w for p in parts for w in p.words],
+        [t for p in parts for t in p.tags],
+        [f"{name}/{i}" for name, p in zip(names, parts) for i in p.example_ids],
+        features,
+        offsets,
+    )
+
+    def joined(attribute: str, empty: object) -> list | None:
+        values = [getattr(p, attribute) for p in parts]
+        if all(v is None for v in values):
+            return None
+        return [x for v, k in zip(values, n) for x in (v if v is not None else [empty] * k)]
+
+    data.contexts = joined("contexts", None)
+    data.image_files = joined("image_files", [])
+    data.patches = joined("patches", None)
+    for attribute in ("image", "has_image", "label_ids"):
+        values = [getattr(p, attribute) for p in parts]
+        if any(v is not None for v in values):
+            widths = {v.shape[1:] for v in values if v is not None}
+            if len(widths) > 1:
+                raise CacheError(
+                    f"the corpora's {attribute} arrays differ in width ({widths}): use one vision encoder"
+                )
+            (shape,) = widths
+            dtype = next(v.dtype for v in values if v is not None)
+            setattr(
+                data,
+                attribute,
+                np.concatenate(
+                    [v if v is not None else np.zeros((k, *shape), dtype=dtype) for v, k in zip(values, n)]
+                ),
+            )
+    data.entries = dict(first.entries)
+    for name, p in zip(names[1:], parts[1:]):
+        data.entries |= {f"{role}@{name}": key for role, key in p.entries.items()}
+    return data
+
+
+def _load_one(index: EntryIndex, spec: InputSpec, split: str, need_patches: bool) -> SplitData:
     texts: list[TextFeatures] = []
     entries: dict[str, str] = {}
     for encoder in spec.text_encoders:

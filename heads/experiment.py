@@ -146,12 +146,16 @@ def evaluate_saved(
     cache_root: Path,
     splits: tuple[str, ...],
     featurize: Callable[[SplitData], SplitData] | None = None,
+    dataset: str | None = None,
 ) -> tuple[Tagger, dict[str, dict]]:
-    """Score a saved head on cached splits of its dataset (or another dataset with the same inputs).
-    ``featurize`` recomputes a split's features first (a fine-tuned run's own encoders:
-    ``heads.families`` passes its predictor's)."""
+    """Score a saved head on cached splits of its dataset, or of ``dataset`` (another corpus read
+    with the same inputs and label map: one of several it was trained on, say). ``featurize``
+    recomputes a split's features first (a fine-tuned run's own encoders: ``heads.families``
+    passes its predictor's)."""
     model, config = checkpoint.load(folder)
     inputs = InputSpec(**config["inputs"])  # type: ignore[arg-type]
+    if dataset is not None:
+        inputs = InputSpec(**(inputs.describe() | {"dataset": dataset}))
     cls = type(model)
     needs = cls.needs(model.hyper, model.modality, bool(inputs.text))
     index = EntryIndex(cache_root)

@@ -25,7 +25,7 @@ class Family:
 
     owns: Callable[[Path], bool]  # is this run folder one of this family's?
     train: Callable[..., dict[str, Any]]  # (spec, cache_root, out, on_epoch) -> the run record
-    evaluate: Callable[..., dict[str, dict]]  # (folder, cache_root, splits) -> scores per split
+    evaluate: Callable[..., dict[str, dict]]  # (folder, cache_root, splits, dataset=None) -> scores per split
     backend: Callable[[Path], Any]  # folder -> a heads.predictor.HeadBackend
     files: str  # what a run folder of this family holds, for messages
 
@@ -51,7 +51,9 @@ def _torch_train(*args: Any, **kwargs: Any) -> dict[str, Any]:
     return run(*args, **kwargs)
 
 
-def _torch_evaluate(folder: Path, cache_root: Path, splits: tuple[str, ...]) -> dict[str, dict]:
+def _torch_evaluate(
+    folder: Path, cache_root: Path, splits: tuple[str, ...], dataset: str | None = None
+) -> dict[str, dict]:
     from heads import finetuned
     from heads.checkpoint import read_config
     from heads.experiment import evaluate_saved
@@ -59,7 +61,7 @@ def _torch_evaluate(folder: Path, cache_root: Path, splits: tuple[str, ...]) -> 
     featurize = None
     if finetuned.info(read_config(folder)):  # its own encoders: the cached features are the base's
         featurize = load(folder, cache_root).featurized  # the run's encoders, loaded once for all splits
-    return evaluate_saved(folder, cache_root, splits, featurize)[1]
+    return evaluate_saved(folder, cache_root, splits, featurize, dataset)[1]
 
 
 def _torch_backend(folder: Path) -> Any:
@@ -74,10 +76,12 @@ def _crfsuite_train(*args: Any, **kwargs: Any) -> dict[str, Any]:
     return run_crfsuite(*args, **kwargs)
 
 
-def _crfsuite_evaluate(folder: Path, cache_root: Path, splits: tuple[str, ...]) -> dict[str, dict]:
+def _crfsuite_evaluate(
+    folder: Path, cache_root: Path, splits: tuple[str, ...], dataset: str | None = None
+) -> dict[str, dict]:
     from heads.crf_suite_run import evaluate_crfsuite
 
-    return evaluate_crfsuite(folder, cache_root, splits)
+    return evaluate_crfsuite(folder, cache_root, splits, dataset)
 
 
 def _crfsuite_backend(folder: Path) -> Any:

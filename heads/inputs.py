@@ -24,7 +24,9 @@ CONTEXTS = ("none", "captions", "labels")
 @dataclass(frozen=True)
 class InputSpec:
     """What a head reads. ``text`` may be None for heads that learn their own word embeddings;
-    ``pooling``/``layers`` pick among entries of one encoder featurized several ways."""
+    ``pooling``/``layers`` pick among entries of one encoder featurized several ways.
+    ``dataset`` may name several corpora, comma-separated (each featurized on its own), read
+    as one; ``label_map`` maps their types onto one scheme (heads.label_maps)."""
 
     dataset: str
     text: str | None = DEFAULT_TEXT_ENCODER
@@ -32,8 +34,14 @@ class InputSpec:
     context: str = "none"
     pooling: str | None = None
     layers: str | None = None
+    label_map: str | None = None
 
     def __post_init__(self) -> None:
+        from heads.label_maps import resolve
+
+        if not self.datasets:
+            raise ConfigError("--dataset: name a dataset (several: comma-separated)")
+        resolve(self.label_map)  # a malformed map fails here, before anything is read
         if self.context not in CONTEXTS:
             raise ConfigError(f"--context must be one of {', '.join(CONTEXTS)}, not {self.context!r}")
         if self.context != "none" and not self.text:
@@ -43,8 +51,15 @@ class InputSpec:
     def text_encoders(self) -> list[str]:
         return [t for t in (self.text or "").split("+") if t]
 
+    @property
+    def datasets(self) -> list[str]:
+        return [d.strip() for d in self.dataset.split(",") if d.strip()]
+
     def describe(self) -> dict[str, object]:
-        return asdict(self)
+        d = asdict(self)
+        if d["label_map"] is None:
+            del d["label_map"]  # a run record as before for a run on one corpus
+        return d
 
 
 @dataclass
