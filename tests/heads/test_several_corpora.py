@@ -42,12 +42,19 @@ def cache(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> dict[str
     for name, place, seed in (("a", "LOC", 0), ("b", "loc", 1)):
         data = corpus(root / f"{name}.jsonl", place, 30, seed)
         dataset = load_dataset(str(data), LoadOptions(format="jsonl", split_fractions=(0.6, 0.2, 0.2)))
-        featurize(dataset, RunPlan(text=[f"hf:{tiny_bert}"]), FeatureStore(root / "cache"), Console(file=io.StringIO()))
+        featurize(
+            dataset,
+            RunPlan(text=[f"hf:{tiny_bert}"]),
+            FeatureStore(root / "cache"),
+            Console(file=io.StringIO()),
+        )
         names.append(dataset.name)
     return {"root": root, "cache": root / "cache", "names": names, "text": f"hf:{tiny_bert}"}
 
 
-def test_one_head_trains_on_both_and_is_scored_on_each(cache: dict, capsys: pytest.CaptureFixture[str]) -> None:
+def test_one_head_trains_on_both_and_is_scored_on_each(
+    cache: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
     import heads.cli
     from heads.data import load_split
     from heads.inputs import EntryIndex, InputSpec
@@ -74,14 +81,26 @@ def test_one_head_trains_on_both_and_is_scored_on_each(cache: dict, capsys: pyte
     for name in (a, b):  # scored on each corpus alone, read through the same label map
         code, printed, err = run_cli(
             heads.cli.main,
-            ["eval", "--model", str(out), "--dataset", name, "--split", "test", "--cache-dir", str(cache["cache"])],
+            [
+                "eval",
+                "--model",
+                str(out),
+                "--dataset",
+                name,
+                "--split",
+                "test",
+                "--cache-dir",
+                str(cache["cache"]),
+            ],
             capsys,
         )
         assert code == 0, err
         assert "entity F1" in printed
 
 
-def test_a_type_the_map_does_not_name_is_one_clear_line(cache: dict, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_type_the_map_does_not_name_is_one_clear_line(
+    cache: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
     import heads.cli
 
     a, b = cache["names"]
@@ -96,7 +115,9 @@ def test_shipped_maps_and_dropped_types() -> None:
     assert set(resolve("hicbam").values()) == {"PER", "LOC", "BUI", "MIS", "O"}
     assert set(resolve("conll").values()) == {"PER", "LOC", "ORG", "MISC", "O"}
     for scheme in SHIPPED.values():  # every named dataset's types are covered
-        assert {"pers", "loc", "org", "prod", "time", "PERS", "CAMP", "GHETTO", "DATE", "OTHER"} <= set(scheme)
+        assert {"pers", "loc", "org", "prod", "time", "PERS", "CAMP", "GHETTO", "DATE", "OTHER"} <= set(
+            scheme
+        )
     tags = [["B-pers", "I-pers", "O", "B-time", "I-time", "B-loc"]]
     assert apply(tags, resolve("hicbam"), "hipe-de") == [["B-PER", "I-PER", "O", "O", "O", "B-LOC"]]
     for bad in ("hicbam2", "LOC", "=LOC", "LOC="):
