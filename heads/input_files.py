@@ -6,7 +6,6 @@ Every mistake in a file is a :class:`featurize.errors.DataFormatError` naming th
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from featurize.errors import ConfigError, DataFormatError
+from featurize.readers.jsonl import json_object
 from heads.words import tokenize
 
 Note = Callable[[str], None]
@@ -144,12 +144,7 @@ def read_inputs(
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 raise DataFormatError(path, number, "empty line: one JSON object per line")
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataFormatError(path, number, f"not valid JSON: {err.msg}") from None
-            if not isinstance(record, dict):
-                raise DataFormatError(path, number, "each line must be a JSON object")
+            record = json_object(line, path, number)
             key = "text" if "text" in record else "tokens"
             if key not in record:
                 raise DataFormatError(path, number, 'needs "text" (a string or a list of words)')

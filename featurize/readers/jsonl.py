@@ -30,12 +30,7 @@ def read_jsonl(path: Path, types: set[str] | None = None) -> list[Example]:
     for number, line in enumerate(read_lines(path), start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataFormatError(path, number, f"not valid JSON: {err.msg}") from None
-        if not isinstance(record, dict):
-            raise DataFormatError(path, number, "each line must be a JSON object")
+        record = json_object(line, path, number)
         text_key = "text" if "text" in record else "tokens"
         if text_key not in record or "label" not in record:
             raise DataFormatError(path, number, 'needs "text" (list of words) and "label"')
@@ -66,3 +61,14 @@ def read_jsonl(path: Path, types: set[str] | None = None) -> list[Example]:
             )
         )
     return examples
+
+
+def json_object(line: str, path: Path, number: int) -> dict:
+    """One JSONL line as an object, or one clear error naming the file and line."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise DataFormatError(path, number, f"not valid JSON: {err.msg}") from None
+    if not isinstance(record, dict):
+        raise DataFormatError(path, number, "each line must be a JSON object")
+    return record
