@@ -300,12 +300,18 @@ class Batcher:
         tag_names: list[str],
         vocab: Vocabularies | None = None,
         needs: frozenset[str] = frozenset({"text"}),
+        foreign_tags: bool = False,
     ) -> None:
+        """``foreign_tags``: gold tags the model does not know are allowed (read as O in the
+        batches); for scoring a model on another corpus, where the metrics read the gold tags'
+        strings and a type the model cannot predict simply has no recall."""
         self.data = data
         self.needs = needs
         code = {t: i for i, t in enumerate(tag_names)}
         unknown = sorted({t for seq in data.tags for t in seq} - set(code))
-        if unknown:
+        if unknown and foreign_tags:
+            code |= dict.fromkeys(unknown, code.get("O", 0))
+        elif unknown:
             raise ConfigError(
                 f"{data.name} has tags the model does not know: {', '.join(unknown)} (labels: {', '.join(tag_names)})"
             )

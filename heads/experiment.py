@@ -168,7 +168,7 @@ def evaluate_saved(
     scores = {}
     for s, d in data.items():
         checkpoint.check_dims(config, d.text_dim, d.image_dim)
-        scores[s] = evaluate(model, Batcher(d, model.tags, vocab, needs))
+        scores[s] = evaluate(model, Batcher(d, model.tags, vocab, needs, foreign_tags=dataset is not None))
     return model, scores
 
 

@@ -18,13 +18,16 @@ from heads.label_maps import SHIPPED, apply, resolve
 WORDS = ["the", "new", "york", "city", "berlin", "abc", "xyz"]
 
 
-def corpus(path: Path, place: str, n: int, seed: int) -> Path:
-    """Words with York and Berlin tagged as ``place`` (LOC in one corpus, loc in the other)."""
+def corpus(path: Path, place: str, n: int, seed: int, person: str | None = None) -> Path:
+    """Words with York and Berlin tagged as ``place`` (LOC in one corpus, loc in the other) and,
+    with ``person``, "abc" tagged as a person."""
     rng = np.random.default_rng(seed)
     lines = []
     for _ in range(n):
         words = [WORDS[j] for j in rng.integers(0, len(WORDS), size=int(rng.integers(2, 9)))]
         labels = [f"B-{place}" if w in ("york", "berlin") else "O" for w in words]
+        if person:
+            labels = [f"B-{person}" if w == "abc" else t for w, t in zip(words, labels)]
         lines.append(json.dumps({"text": words, "label": labels}))
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -39,8 +42,8 @@ def cache(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> dict[str
 
     root = tmp_path_factory.mktemp("corpora")
     names = []
-    for name, place, seed in (("a", "LOC", 0), ("b", "loc", 1)):
-        data = corpus(root / f"{name}.jsonl", place, 30, seed)
+    for name, place, seed, person in (("a", "LOC", 0, None), ("b", "loc", 1, None), ("c", "LOC", 2, "PER")):
+        data = corpus(root / f"{name}.jsonl", place, 30, seed, person)
         dataset = load_dataset(str(data), LoadOptions(format="jsonl", split_fractions=(0.6, 0.2, 0.2)))
         featurize(
             dataset,
@@ -59,7 +62,7 @@ def test_one_head_trains_on_both_and_is_scored_on_each(
     from heads.data import load_split
     from heads.inputs import EntryIndex, InputSpec
 
-    a, b = cache["names"]
+    a, b, _ = cache["names"]
     both = f"{a},{b}"
     spec = InputSpec(both, cache["text"], label_map="LOC=LOC,loc=LOC")
     index = EntryIndex(cache["cache"])
@@ -103,12 +106,31 @@ def test_a_type_the_map_does_not_name_is_one_clear_line(
 ) -> None:
     import heads.cli
 
-    a, b = cache["names"]
+    a, b, _ = cache["names"]
     argv = ["train", "--dataset", f"{a},{b}", "--text", cache["text"], "--label-map", "LOC=LOC"]
     argv += ["--epochs", "1", "--out", str(cache["root"] / "bad"), "--cache-dir", str(cache["cache"])]
     code, _, err = run_cli(heads.cli.main, argv, capsys)
     assert code == 2 and "does not name type(s) loc" in err and b in err
     assert not (cache["root"] / "bad" / "model.safetensors").exists()
+
+
+def test_a_corpus_with_a_type_the_model_lacks_is_scored_not_refused(
+    cache: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Trained on LOC only, scored on a corpus that also has PER: PER has no recall, no error."""
+    import heads.cli
+
+    a, _, c = cache["names"]
+    out = cache["root"] / "only-a"
+    argv = ["train", "--dataset", a, "--text", cache["text"], "--epochs", "1", "--out", str(out)]
+    code, _, err = run_cli(heads.cli.main, [*argv, "--cache-dir", str(cache["cache"])], capsys)
+    assert code == 0, err
+    scores = cache["root"] / "c.json"
+    argv = ["eval", "--model", str(out), "--dataset", c, "--split", "test", "--json", str(scores)]
+    code, _, err = run_cli(heads.cli.main, [*argv, "--cache-dir", str(cache["cache"])], capsys)
+    assert code == 0, err
+    per_type = json.loads(scores.read_text())["test"]["entity_per_type"]
+    assert per_type["PER"]["recall"] == 0.0 and per_type["PER"]["support"] > 0
 
 
 def test_shipped_maps_and_dropped_types() -> None:
