@@ -37,7 +37,6 @@ app = typer.Typer(
     help="Benchmarks, the experiment grid and fine-tuning.", no_args_is_help=True, add_completion=False
 )
 out = stdout_console()
-Report = Annotated[Path, typer.Option("--out", help="Folder for the report (.md, .json, .csv).")]
 
 
 def _command() -> str:
@@ -60,7 +59,7 @@ def featurize(
     layers: Annotated[str, typer.Option("--layers", help="Layers averaged, as in `featurize`.")] = "last4",
     limit: Annotated[int, typer.Option("--limit", help="Examples to encode (0: the whole split).")] = 0,
     data_dir: opt.DataDir = None,
-    output: Report = Path("runs/bench"),
+    output: opt.ReportFolder = Path("runs/bench"),
 ) -> None:
     """Inputs/s and peak memory of each encoder: a naive baseline vs the toolkit's batched paths, in one run."""
     from bench.featurize_speed import speed_report
@@ -95,7 +94,7 @@ def probe(
     ] = "auto",
     data_dir: opt.DataDir = None,
     cache: opt.CacheDir = None,
-    output: Report = Path("runs/bench"),
+    output: opt.ReportFolder = Path("runs/bench"),
 ) -> None:
     """Linear probe (logistic regression per word, train -> dev) of word features, to choose
     pooling and layers by measurement. Features come from (and go to) the cache."""
@@ -195,7 +194,7 @@ def grid_speed(
     ] = "1x1,1x2,2x1",
     epochs: opt.Epochs = GRID.epochs,
     cache: opt.CacheDir = None,
-    output: Report = Path("runs/bench"),
+    output: opt.ReportFolder = Path("runs/bench"),
 ) -> None:
     """The same small grid (text-only cells) under each workers x threads setting, in one run:
     wall time as a ratio to the baseline, and whether the scores stayed the same."""

@@ -134,11 +134,11 @@ def parse_rates(values: list[str] | None) -> dict[str, float]:
 
 
 def names(value: str | None) -> list[str] | None:
-    """A comma-separated option: None stays None ("the default"), ``none`` entries are dropped
-    (``--vision none`` is the empty list)."""
-    if value is None:
-        return None
-    return [v.strip() for v in value.split(",") if v.strip() and v.strip() != "none"]
+    """A comma-separated option: None stays None ("the default"); otherwise the names as
+    :func:`featurize.api.names` reads them (``none`` dropped, so ``--vision none`` is the empty list)."""
+    from featurize.api import names as split_names
+
+    return None if value is None else split_names(value)
 
 
 # Training options (heads train, bench heads, bench grid-speed, bench finetune); each command

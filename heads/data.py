@@ -9,7 +9,7 @@ strings with vocabularies that come from the training split and travel with the 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from featurize.cache.image_features import ImageFeatures
 from featurize.cache.text_features import TextFeatures
 from featurize.errors import CacheError, ConfigError
 from heads.inputs import EntryIndex, InputSpec, check_schema
+from heads.label_maps import apply, resolve
 from heads.vocab import Vocabularies
 
 PAD = 0
@@ -59,16 +60,12 @@ def load_split(index: EntryIndex, spec: InputSpec, split: str, need_patches: boo
     """Read the text entries (several encoders are concatenated per word) and, when asked, the
     split's image entry, aligned with the text by example id. Several corpora
     (``--dataset a,b``) are read one by one and joined; a label map renames their types."""
-    from dataclasses import replace as with_
-
-    from heads.label_maps import apply, resolve
-
     names = spec.datasets
     mapping = resolve(spec.label_map)
     if len(names) == 1 and mapping is None:
         return _load_one(index, spec, split, need_patches)
     parts = [
-        _load_one(index, with_(spec, dataset=name, label_map=None), split, need_patches) for name in names
+        _load_one(index, replace(spec, dataset=name, label_map=None), split, need_patches) for name in names
     ]
     if mapping is not None:
         for name, part in zip(names, parts):

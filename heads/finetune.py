@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -155,7 +155,7 @@ class LiveEncoders:
     def head_learning_rates(self) -> dict[str, float]:
         return {}  # the fine-tuning presets hold every component's rate
 
-    def train_batches(self, batch_size: int, generator: torch.Generator):  # noqa: ANN201
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
         return self._train.batches(batch_size, generator)
 
     def loss(self, batch: Batch, weights: Tensor | None) -> Tensor:

@@ -1,7 +1,7 @@
 """What every torch head shares: emissions -> CRF (or softmax) loss and decoding, components.
 
-A head is one file in ``heads/models/`` with a ``@HEADS.register("name")`` line (plus its import
-in ``heads/models/__init__.py``): a subclass of ``Tagger`` with a hyperparameter dataclass. The base class owns the output layer's loss and
+A head is one file in ``heads/models/`` with a ``@HEADS.register("name")`` line (the package
+imports every module in it): a subclass of ``Tagger`` with a hyperparameter dataclass. The base class owns the output layer's loss and
 decoding, so each head only says how it turns a batch into per-word tag scores, which
 inputs it needs, and which component each of its parameters belongs to (the optimiser gives
 each component its own learning rate).
@@ -133,6 +133,14 @@ def hyper_from(cls: type[HeadHyper], values: dict[str, object]) -> HeadHyper:
     return cls(**converted)
 
 
+def missing_bf16_lstm(err: RuntimeError) -> bool:
+    """oneDNN has no bf16 LSTM primitive for some shapes on CPUs without native bf16 (seen on an
+    AMD EPYC without AVX512-BF16: "could not create a primitive descriptor for the LSTM forward
+    propagation primitive"). Callers then run that LSTM in fp32; shapes that work keep the fast
+    path, so results where it ran are unchanged."""
+    return "primitive descriptor" in str(err)
+
+
 class BiLSTM(nn.Module):
     """A bidirectional LSTM over padded batches, run packed so padding costs nothing.
 
@@ -152,13 +160,8 @@ class BiLSTM(nn.Module):
             try:
                 return self._dense(x, mask)
             except RuntimeError as err:
-                # oneDNN has no bf16 LSTM primitive for some shapes on CPUs without native bf16
-                # (seen on an AMD EPYC without AVX512-BF16: "could not create a primitive
-                # descriptor for the LSTM forward propagation primitive"); there the packed fp32
-                # recurrence below is what torch itself would run. Shapes that work keep the
-                # fast path, so results where it ran are unchanged.
-                if "primitive descriptor" not in str(err):
-                    raise
+                if not missing_bf16_lstm(err):
+                    raise  # else the packed fp32 recurrence below, what torch itself would run
         lengths = mask.sum(1).cpu()
         packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         out, _ = self.lstm(packed)

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from heads.data import Batch
 from heads.dropout import Dropout
-from heads.tagger import HEADS, BiLSTM, Dims, HeadHyper, Tagger
+from heads.tagger import HEADS, BiLSTM, Dims, HeadHyper, Tagger, missing_bf16_lstm
 from heads.vocab import MAX_CHARS
 
 _SINE_SCALE = 0.0025 * math.sqrt(2)  # epsilon (sin x - cos x) = epsilon sqrt(2) sin(x - pi/4)
@@ -132,8 +132,7 @@ class LabelWordsLSTM(nn.Module):
         try:
             _, (h, _) = self.lstm(embedded)
         except RuntimeError as err:
-            # no oneDNN bf16 LSTM primitive on this CPU (see heads.tagger.BiLSTM.forward): fp32
-            if "primitive descriptor" not in str(err):
+            if not missing_bf16_lstm(err):
                 raise
             with torch.autocast(embedded.device.type, enabled=False):
                 _, (h, _) = self.lstm(embedded.float())
