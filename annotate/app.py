@@ -17,10 +17,10 @@ from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
-from annotate import ocr
 from annotate.store import IMAGE_SUFFIXES, Dataset, list_scans
-from annotate.text import rejoin_lines, tokenize
+from featurize import ocr
 from featurize.errors import MnerError
+from featurize.ocr_text import rejoin_lines, tokenize
 
 STATIC = Path(__file__).parent / "static"
 Box = list[float] | None  # [x0, y0, x1, y1] in the scan's pixels

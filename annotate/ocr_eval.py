@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from annotate import ocr
-from annotate.text import rejoin_lines
+from featurize import ocr
 from featurize.errors import ConfigError, DataFormatError
+from featurize.ocr_text import rejoin_lines
 
 
 @dataclass

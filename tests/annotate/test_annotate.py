@@ -15,8 +15,8 @@ from cli_runner import run_cli
 from PIL import Image
 
 from annotate.store import Dataset, check_labels
-from annotate.text import rejoin_lines, tokenize
 from featurize.errors import ConfigError, DataFormatError
+from featurize.ocr_text import rejoin_lines, tokenize
 
 SCANS = ["100.PNG", "52.PNG", "286.PNG"]
 CAPTION_100 = [20, 298, 260, 325]  # "Südlicher Ortseingang von Dürrmaul"
@@ -357,7 +357,7 @@ def test_easyocr_engine_is_used_when_its_weights_are_there(
     import sys
     import types
 
-    from annotate.ocr import ENGINES
+    from featurize.ocr import ENGINES
 
     engine = ENGINES.get("easyocr")
     monkeypatch.setenv("EASYOCR_MODULE_PATH", str(tmp_path))

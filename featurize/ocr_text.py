@@ -1,4 +1,4 @@
-"""From OCR output to the words a user labels: hyphenated line breaks rejoined, lines joined,
+"""From OCR output to the words a user labels or a head tags: hyphenated line breaks rejoined, lines joined,
 words and punctuation split apart (the way the project's datasets split them)."""
 
 from __future__ import annotations
