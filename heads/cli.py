@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -19,6 +19,7 @@ from featurize.console_app import run_app, stdout_console
 from featurize.datasets import DEFAULT_DATASET
 from featurize.errors import ConfigError
 from featurize.text import DEFAULT_TEXT_ENCODER
+from heads.scan_pages import ScanSettings
 from heads.train_config import TrainConfig
 
 app = typer.Typer(
@@ -265,25 +266,72 @@ def predict(
         ),
     ] = "adapter",
     cache: opt.CacheDir = None,
+    scans: Annotated[
+        Path | None,
+        typer.Option(
+            "--scans",
+            help="A folder of scanned pages (searched recursively): OCR, then the entities on each page "
+            "with their boxes, one JSON line per scan (--out); --html draws them.",
+        ),
+    ] = None,
+    ocr_lang: Annotated[
+        str, typer.Option("--ocr", help="--scans: Tesseract language(s): deu, frk (Fraktur), deu+frk ...")
+    ] = ScanSettings.lang,
+    ocr_engine: Annotated[
+        str,
+        typer.Option(
+            "--ocr-engine", help="--scans: tesseract, or easyocr where it and its weights are installed."
+        ),
+    ] = ScanSettings.engine,
+    min_confidence: Annotated[
+        float,
+        typer.Option("--min-confidence", help="--scans: drop OCR words the engine is less sure of (0-100)."),
+    ] = ScanSettings.min_confidence,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write the predictions here instead of printing them.")
+    ] = None,
+    html_report: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="--scans: also an HTML report (every scan with its entities drawn, an index, a table).",
+        ),
+    ] = None,
 ) -> None:
-    """Tag new text (and images): run the encoders the head was trained on (a fine-tuned
-    model's own encoders), print entities."""
+    """Tag new text (and images) or a folder of scans: run the encoders the head was trained on
+    (a fine-tuned model's own encoders), print or write the entities."""
     import sys
 
     from rich.console import Console
 
+    from featurize.atomic import atomic_write_text
     from heads.families import load
     from heads.input_files import collect_inputs
     from heads.predictor import OUTPUT_FORMATS, format_predictions
 
     if fmt not in OUTPUT_FORMATS:
         raise ConfigError(f"--format {fmt!r}: choose one of {', '.join(OUTPUT_FORMATS)}")
+    if scans is not None and (text or input_file):
+        raise ConfigError("--scans reads its own inputs: give --scans, or --text / --input, not both")
+    if html_report is not None and scans is None:
+        raise ConfigError("--html draws the entities on scans: give --scans")
     err = Console(stderr=True)
 
     def note(message: str) -> None:
         err.print(f"note: {message}", style="yellow", markup=False, highlight=False, soft_wrap=True)
 
     predictor = load(model, cache_dir(cache), device, note, lora_weights)
+    if scans is not None:
+        _predict_scans(
+            predictor,
+            model,
+            scans,
+            ScanSettings(ocr_engine, ocr_lang, min_confidence, cache=cache_dir(cache) / "ocr"),
+            out_file,
+            html_report,
+            err,
+        )
+        return
     inputs = collect_inputs(
         text,
         input_file,
@@ -295,7 +343,69 @@ def predict(
         image_map,
         note,
     )
-    sys.stdout.write(format_predictions(predictor.predict(inputs), fmt))
+    written = format_predictions(predictor.predict(inputs), fmt)
+    if out_file is None:
+        sys.stdout.write(written)
+    else:
+        atomic_write_text(out_file, written)
+        err.print(f"wrote {out_file}", highlight=False)
+
+
+def _predict_scans(
+    predictor: Any,
+    model: Path,
+    scans: Path,
+    settings: ScanSettings,
+    out_file: Path | None,
+    html_report: Path | None,
+    err: Any,
+) -> None:
+    """``heads predict --scans``: OCR and tag every scan with a progress bar, then write the
+    JSON lines and the report (both only when every scan was handled: nothing half-written)."""
+    import shlex
+    import sys
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from heads.scan_pages import check_settings, list_scans, tag_scans, write_jsonl
+    from heads.scan_report import summary, write_report
+
+    check_settings(settings)
+    total = len(list_scans(scans))
+    columns = (
+        TextColumn("scans"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.description}"),
+    )
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task("", total=total)
+
+        def done(result: Any) -> None:
+            what = result.error or f"{len(result.entities)} entities"
+            bar.update(task, advance=1, description=f"{result.scan}: {what}")
+
+        results = tag_scans(predictor, scans, settings, done)
+    if out_file is None:
+        sys.stdout.write("".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in results))
+    else:
+        write_jsonl(results, out_file)
+        err.print(f"wrote {out_file}", highlight=False)
+    if html_report is not None:
+        command = "heads " + shlex.join(sys.argv[1:])
+        write_report(results, html_report, str(model), command)
+        err.print(f"wrote {html_report} (and {html_report.stem}_files/)", highlight=False)
+    counts = summary(results)
+    kinds = ", ".join(f"{k} {v}" for k, v in counts["types"].items()) or "none"
+    err.print(
+        f"{counts['scans']} scans: {counts['entities']} entities ({kinds}); {counts['bad']} bad scans; "
+        f"OCR reused for {counts['cached']}",
+        highlight=False,
+    )
+    for r in results:
+        if r.error is not None:
+            err.print(f"bad scan {r.scan}: {r.error}", style="yellow", markup=False, highlight=False)
 
 
 @app.command()

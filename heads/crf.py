@@ -112,3 +112,25 @@ class LinearChainCRF(nn.Module):
             path.reverse()
             paths.append(path[: lengths[b]])
         return paths
+
+    @torch.no_grad()
+    def marginals(self, emissions: Tensor, mask: Tensor) -> Tensor:
+        """Forward-backward: log P(tag k at word t | input), (B, T, K), under the transitions
+        decoding uses; a word's confidence in its Viterbi tag (``heads predict --scans``)."""
+        trans, start = self._scores(self.constrain in ("decode", "both"))
+        length = emissions.shape[1]
+        alpha = start + emissions[:, 0]
+        alphas = [alpha]
+        for t in range(1, length):
+            step = torch.logsumexp(alpha.unsqueeze(2) + trans.unsqueeze(0), dim=1) + emissions[:, t]
+            alpha = torch.where(mask[:, t].unsqueeze(1), step, alpha)
+            alphas.append(alpha)
+        log_z = torch.logsumexp(alpha + self.end, dim=1)  # (B,)
+        beta = self.end.expand_as(alpha)  # past a sequence's end beta stays at the end scores
+        betas = [beta]
+        for t in range(length - 1, 0, -1):
+            step = torch.logsumexp(trans.unsqueeze(0) + (emissions[:, t] + beta).unsqueeze(1), dim=2)
+            beta = torch.where(mask[:, t].unsqueeze(1), step, beta)
+            betas.append(beta)
+        betas.reverse()
+        return torch.stack(alphas, 1) + torch.stack(betas, 1) - log_z[:, None, None]

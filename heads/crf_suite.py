@@ -414,6 +414,15 @@ class CrfSuiteTagger:
         x = self.features(words, vectors)
         return [list(self._crf.predict_single(s)) if s else [] for s in x]  # type: ignore[attr-defined]
 
+    def marginals(
+        self, words: list[list[str]], vectors: Sequence[np.ndarray] | None = None
+    ) -> list[list[dict[str, float]]]:
+        """Per word, the probability of every tag (CRFsuite's forward-backward)."""
+        if self._crf is None:
+            raise ConfigError("this CRF has not been trained or loaded")
+        x = self.features(words, vectors)
+        return [list(self._crf.predict_marginals_single(s)) if s else [] for s in x]  # type: ignore[attr-defined]
+
     # -- disk
 
     def save(self, folder: Path) -> Path:

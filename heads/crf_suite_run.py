@@ -176,3 +176,11 @@ class CrfSuiteBackend:
 
     def tag(self, words: list[list[str]], features: list | None, images: dict) -> list[list[str]]:
         return self.crfsuite.predict(words, features)
+
+    def tag_scored(
+        self, words: list[list[str]], features: list | None, images: dict
+    ) -> tuple[list[list[str]], list[list[float]]]:
+        """Tags and CRFsuite's marginal probability of each (``predict_marginals``)."""
+        tags = self.crfsuite.predict(words, features)
+        marginals = self.crfsuite.marginals(words, features)
+        return tags, [[m[t] for m, t in zip(ms, ts)] for ms, ts in zip(marginals, tags)]

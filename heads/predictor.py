@@ -65,22 +65,42 @@ class Prediction:
     words: list[str]
     tags: list[str]
     entities: list[dict[str, object]]
+    confidences: list[float] | None = None  # per word, P(its tag); with ``predict(scores=True)``
 
     def to_json(self) -> dict[str, object]:
-        return {"id": self.id, "words": self.words, "tags": self.tags, "entities": self.entities}
+        out: dict[str, object] = {
+            "id": self.id,
+            "words": self.words,
+            "tags": self.tags,
+            "entities": self.entities,
+        }
+        if self.confidences is not None:
+            out["confidences"] = [round(c, 4) for c in self.confidences]
+        return out
 
 
-def entities(words: Sequence[str], tags: Sequence[str]) -> list[dict[str, object]]:
+def entities(
+    words: Sequence[str], tags: Sequence[str], confidences: Sequence[float] | None = None
+) -> list[dict[str, object]]:
     """Spans of the BIO tags as seqeval's entity metric reads them (default, conlleval mode: a
-    span may open with I-): ``{"text", "type", "start", "end"}``, word indices, end exclusive."""
+    span may open with I-): ``{"text", "type", "start", "end"}``, word indices, end exclusive.
+    With per-word ``confidences``, each span's ``score`` is their mean over its words."""
     from seqeval.metrics.sequence_labeling import get_entities
 
     if len(words) != len(tags):
         raise ValueError(f"{len(words)} words but {len(tags)} tags")
-    return [
-        {"text": " ".join(words[start : end + 1]), "type": kind, "start": start, "end": end + 1}
-        for kind, start, end in get_entities(list(tags))
-    ]
+    out: list[dict[str, object]] = []
+    for kind, start, end in get_entities(list(tags)):
+        span: dict[str, object] = {
+            "text": " ".join(words[start : end + 1]),
+            "type": kind,
+            "start": start,
+            "end": end + 1,
+        }
+        if confidences is not None:
+            span["score"] = round(float(np.mean(confidences[start : end + 1])), 4)
+        out.append(span)
+    return out
 
 
 def format_predictions(predictions: Sequence[Prediction], fmt: str = "json") -> str:
@@ -119,6 +139,12 @@ class HeadBackend(Protocol):  # implemented by heads.torch_backend and heads.crf
         self, words: list[list[str]], features: list[np.ndarray] | None, images: dict[str, Any]
     ) -> list[list[str]]:
         """Tags per input from its words, its text features (or None) and its image arrays."""
+        ...
+
+    def tag_scored(
+        self, words: list[list[str]], features: list[np.ndarray] | None, images: dict[str, Any]
+    ) -> tuple[list[list[str]], list[list[float]]]:
+        """The tags and, per word, the probability the head gives its tag."""
         ...
 
 
@@ -360,6 +386,7 @@ class Predictor:
         captions: Sequence[str | None] | None = None,
         tokenizer: str = "auto",
         batch_size: int = DEFAULT_BATCH,
+        scores: bool = False,
     ) -> list[Prediction]:
         """Tags and entity spans of every input, in order.
 
@@ -368,7 +395,8 @@ class Predictor:
         as given, or a :class:`heads.input_files.PredictInput`. ``images`` gives per input an
         image path, a list of paths or None (text-only); ``captions`` per input its caption
         (heads trained with ``--context captions``). ``batch_size`` inputs are featurized at a
-        time, so a large file never holds all its features at once.
+        time, so a large file never holds all its features at once. ``scores``: also each word's
+        confidence in its tag and each entity's ``score`` (the mean over its words).
         """
         items = self._items(inputs, images, captions, tokenizer)
         for n, item in enumerate(items, start=1):
@@ -389,7 +417,7 @@ class Predictor:
             self.note(f"{self.describe()} reads no image: the image(s) given are not used")
         out: list[Prediction] = []
         for begin in range(0, len(items), max(1, batch_size)):
-            out += self._predict_batch(items[begin : begin + batch_size])
+            out += self._predict_batch(items[begin : begin + batch_size], scores)
         return out
 
     def _items(
@@ -424,13 +452,20 @@ class Predictor:
             items.append(item)
         return items
 
-    def _predict_batch(self, inputs: list[PredictInput]) -> list[Prediction]:
+    def _predict_batch(self, inputs: list[PredictInput], scores: bool = False) -> list[Prediction]:
         images = self.image_features(inputs) if self.reads_images else {}
         features = None
         if "text" in self.needs:
             features = self.text_features(inputs, images.get("label_words"))
-        tags = self.backend.tag([list(item.words) for item in inputs], features, images)
+        words = [list(item.words) for item in inputs]
+        if not scores:
+            tags = self.backend.tag(words, features, images)
+            return [
+                Prediction(item.id, list(item.words), list(t), entities(item.words, t))
+                for item, t in zip(inputs, tags)
+            ]
+        tags, confidences = self.backend.tag_scored(words, features, images)
         return [
-            Prediction(item.id, list(item.words), list(t), entities(item.words, t))
-            for item, t in zip(inputs, tags)
+            Prediction(item.id, list(item.words), list(t), entities(item.words, t, c), list(c))
+            for item, t, c in zip(inputs, tags, confidences)
         ]

@@ -95,6 +95,14 @@ class Tagger(nn.Module):
         best = scores.argmax(-1)
         return [best[r, : int(n)].tolist() for r, n in enumerate(batch.lengths)]
 
+    @torch.no_grad()
+    def tag_probabilities(self, batch: Batch) -> Tensor:
+        """(B, T, K): the CRF's marginals (forward-backward), or the softmax of a linear output."""
+        scores = self.emissions(batch).float()
+        if self.crf is not None:
+            return self.crf.marginals(scores, batch.mask).exp()
+        return scores.softmax(-1)
+
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         groups: dict[str, list[nn.Parameter]] = {c: [] for c in COMPONENTS}
         for name, param in self.named_parameters():

@@ -29,9 +29,25 @@ class TorchBackend:
     def tag(
         self, words: list[list[str]], features: list[np.ndarray] | None, images: dict[str, Any]
     ) -> list[list[str]]:
+        from heads.trainer import predict_tags
+
+        return predict_tags(self.model, self._batcher(words, features, images))
+
+    def tag_scored(
+        self, words: list[list[str]], features: list[np.ndarray] | None, images: dict[str, Any]
+    ) -> tuple[list[list[str]], list[list[float]]]:
+        """Tags and, per word, the probability of its tag (CRF marginals or softmax)."""
+        from heads.trainer import predict_tags, tag_confidences
+
+        batcher = self._batcher(words, features, images)
+        tags = predict_tags(self.model, batcher)
+        return tags, tag_confidences(self.model, batcher, tags)
+
+    def _batcher(
+        self, words: list[list[str]], features: list[np.ndarray] | None, images: dict[str, Any]
+    ) -> Any:
         from heads import checkpoint
         from heads.data import Batcher, SplitData
-        from heads.trainer import predict_tags
 
         n = len(words)
         offsets = np.zeros(n + 1, dtype=np.int64)
@@ -58,4 +74,4 @@ class TorchBackend:
             if "patches" in self.needs:
                 data.patches = images.get("patches") or [None] * n
         checkpoint.check_dims(self.config, data.text_dim, data.image_dim if "pooled" in images else 0)
-        return predict_tags(self.model, Batcher(data, self.tags, self.vocab, self.needs))
+        return Batcher(data, self.tags, self.vocab, self.needs)

@@ -73,6 +73,24 @@ def predict_tags(head: Tagger, batcher: Batcher, batch_size: int = 128) -> list[
     return out
 
 
+def tag_confidences(
+    head: Tagger, batcher: Batcher, tags: list[list[str]], batch_size: int = 128
+) -> list[list[float]]:
+    """Per word, the probability the head gives the tag it chose (CRF marginals or softmax):
+    what an entity's score in ``heads predict --scans`` is made of."""
+    head.eval()
+    device = next(head.parameters()).device
+    index = {tag: k for k, tag in enumerate(head.tags)}
+    out: list[list[float]] = [[] for _ in range(len(batcher.data))]
+    with torch.inference_mode():
+        for batch in batcher.batches(batch_size):
+            probs = head.tag_probabilities(to_device(batch, device)).cpu().numpy()
+            for row, i in enumerate(batch.index):
+                chosen = [index[t] for t in tags[i]]
+                out[i] = [float(probs[row, t, k]) for t, k in enumerate(chosen)]
+    return out
+
+
 def evaluate(head: Tagger, batcher: Batcher, batch_size: int = 128) -> dict[str, object]:
     """Every metric of one split (entity P/R/F1 in both modes, per type, token macro F1)."""
     return all_scores(batcher.data.tags, predict_tags(head, batcher, batch_size))

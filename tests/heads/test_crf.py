@@ -210,3 +210,22 @@ def test_nll_is_differentiable_and_decreases_with_training() -> None:
 def test_unknown_constrain_is_refused() -> None:
     with pytest.raises(ValueError, match="constrain"):
         LinearChainCRF(BIO, "always")
+
+
+@pytest.mark.parametrize("constrain", ["none", "decode"])
+def test_marginals_are_brute_force_path_probabilities(constrain: str) -> None:
+    """P(tag k at word t) = the summed probability of every (valid, when decoding is
+    constrained) path through k at t; padding changes nothing."""
+    crf = random_crf(BIO, constrain, 11)
+    lengths = [4, 2, 3]
+    emissions, _, mask = random_batch(5, lengths, 12)
+    marginals = crf.marginals(emissions, mask).exp()
+    for b, n in enumerate(lengths):
+        paths = all_paths(5, n, BIO if constrain == "decode" else None)
+        weights = torch.tensor([path_score(crf, emissions[b, :n], p) for p in paths]).softmax(0)
+        for t in range(n):
+            expected = torch.zeros(5)
+            for p, w in zip(paths, weights):
+                expected[p[t]] += w
+            assert torch.allclose(marginals[b, t], expected, atol=1e-5), (b, t)
+        assert torch.allclose(marginals[b, :n].sum(-1), torch.ones(n), atol=1e-5)
