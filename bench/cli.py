@@ -325,7 +325,13 @@ def llm(
 
 @app.command("finetune")
 def finetune(
-    dataset: Annotated[str, typer.Option("--dataset", help="The cached dataset (t17, t15, ...).")],
+    dataset: Annotated[
+        str,
+        typer.Option(
+            "--dataset",
+            help="The cached dataset (t17, t15, ...); several, comma-separated, with --label-map.",
+        ),
+    ],
     best: Annotated[
         bool,
         typer.Option("--best", help="Take the combination the grid chose on validation (RUNS winners.json)."),
@@ -338,6 +344,7 @@ def finetune(
     text: opt.Text = None,
     vision: opt.Vision = None,
     context: opt.Context = None,
+    label_map: opt.CorporaLabelMap = FT_REQUEST.label_map,
     seeds: opt.Seeds = FT_REQUEST.seeds,
     epochs: opt.Epochs = FT.epochs,
     patience: opt.Patience = FT.patience,
@@ -447,7 +454,7 @@ def finetune(
         device=device,
     )
     request = FinetuneRequest(
-        dataset, config, best, winners_path, head, modality, text, vision, context, seeds, runs
+        dataset, config, best, winners_path, head, modality, text, vision, context, seeds, runs, label_map
     )
     run(request, cache_dir(cache), out, _command())
 

@@ -16,7 +16,7 @@ the run store, shows progress and writes the report. The model and its training 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ class FinetuneRequest:
     context: str | None = None
     seeds: int = 1
     runs: Path = Path("runs/bench-finetune")
+    label_map: str | None = None  # several corpora (dataset "a,b") mapped onto one scheme
 
 
 def legacy_settings(config: TrainConfig) -> dict[str, Any]:
@@ -98,6 +99,8 @@ def run(request: FinetuneRequest, cache_root: Path, out: Console, command: str) 
         request.vision,
         request.context,
     )
+    if request.label_map is not None:
+        choice = replace(choice, label_map=request.label_map)
     out.print(
         f"[bold]{request.dataset}[/]: {choice.head} --modality {choice.modality}, text {choice.text}, context "
         f"{choice.context}, vision {choice.vision or '-'} ({escape(choice.source)})"
@@ -113,7 +116,7 @@ def run(request: FinetuneRequest, cache_root: Path, out: Console, command: str) 
         frozen_dir = models_folder(runs, cell)
         if cell.key not in done or not (frozen_dir / "config.json").is_file():
             out.print(f"seed {seed}: frozen-feature head ({choice.head} on cached {choice.text} features)")
-            line = run_cell(asdict(cell), str(cache_root), str(runs), True)
+            line = run_cell(cell.identity(), str(cache_root), str(runs), True)
             if line["status"] != "done":
                 raise ConfigError(f"the frozen-feature head failed: {line['error']}")
             store.append(line)
@@ -136,7 +139,7 @@ def run(request: FinetuneRequest, cache_root: Path, out: Console, command: str) 
         started = time.perf_counter()
         with training_bar(out, f"fine-tuning s{seed}", config.epochs) as progress_for:
             record = finetune.run(spec, config, cache_root, folder, frozen_dir, progress_for, note, settings)
-        tuned_cell = asdict(cell) | {
+        tuned_cell = cell.identity() | {
             "train": finetune_bench.tuned_train(settings, record["fine_tune"].get("method"))
         }
         line = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ class Choice:
     context: str
     train: dict[str, Any]
     source: str  # where the choice came from (the winner file, or the command line)
+    label_map: str | None = None  # several corpora (--dataset a,b) mapped onto one scheme
 
 
 def choose(
@@ -109,6 +110,7 @@ def frozen_cell(choice: Choice, seed: int) -> Cell:
         choice.context,
         seed,
         choice.train,
+        choice.label_map,
     )
 
 
@@ -116,7 +118,7 @@ def tuned_key(cell: Cell, fine_tune: dict[str, Any]) -> str:
     """A fine-tuned line's key: its frozen cell and every fine-tuning setting but the device."""
     settings = dict(fine_tune) | {"seed": cell.seed}
     settings.pop("device", None)
-    payload = json.dumps({"cell": asdict(cell), "fine_tune": settings}, sort_keys=True, default=str)
+    payload = json.dumps({"cell": cell.identity(), "fine_tune": settings}, sort_keys=True, default=str)
     return hashlib.sha1(payload.encode()).hexdigest()[:16]
 
 
@@ -129,7 +131,13 @@ def tuned_train(fine_tune: dict[str, Any], method: str | None) -> dict[str, Any]
 
 
 def inputs_of(choice: Choice) -> InputSpec:
-    return InputSpec(choice.dataset, text=choice.text, vision=choice.vision, context=choice.context)
+    return InputSpec(
+        choice.dataset,
+        text=choice.text,
+        vision=choice.vision,
+        context=choice.context,
+        label_map=choice.label_map,
+    )
 
 
 COLUMNS = [

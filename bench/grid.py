@@ -49,16 +49,25 @@ class Cell:
     context: str
     seed: int
     train: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
+    label_map: str | None = None  # several corpora (dataset "a,b") mapped onto one scheme
+
+    def identity(self) -> dict[str, object]:
+        """The fields a key is made of; ``label_map`` only when set, so the keys of stores
+        written before it existed stay the same."""
+        d = asdict(self)
+        if d["label_map"] is None:
+            del d["label_map"]
+        return d
 
     def config(self) -> dict[str, object]:
         """Everything but the seed: the configuration seeds are averaged over."""
-        d = asdict(self)
+        d = self.identity()
         del d["seed"], d["train"]
         return d
 
     @property
     def key(self) -> str:
-        payload = json.dumps(asdict(self), sort_keys=True, default=str)
+        payload = json.dumps(self.identity(), sort_keys=True, default=str)
         return hashlib.sha1(payload.encode()).hexdigest()[:16]
 
     @property

@@ -68,7 +68,7 @@ def run_cell(cell_json: dict, cache_root: str, runs_root: str, save_models: bool
         return {
             "key": cell.key,
             "status": "failed",
-            "cell": asdict(cell),
+            "cell": cell.identity(),
             "error": f"{type(err).__name__}: {err}",
             "traceback": traceback.format_exc(limit=6),
             "wall_seconds": time.perf_counter() - started,
@@ -78,7 +78,7 @@ def run_cell(cell_json: dict, cache_root: str, runs_root: str, save_models: bool
     return {
         "key": cell.key,
         "status": "done",
-        "cell": asdict(cell),
+        "cell": cell.identity(),
         "model": str(out) if out else None,
         "wall_seconds": time.perf_counter() - started,
         "worker": {"pid": os.getpid(), "torch_threads": _THREADS},
@@ -92,7 +92,9 @@ def _train(cell: Cell, cache_root: Path, out: Path | None) -> dict:
     from heads.inputs import InputSpec
     from heads.train_config import TrainConfig
 
-    inputs = InputSpec(cell.dataset, text=cell.text, vision=cell.vision, context=cell.context)
+    inputs = InputSpec(
+        cell.dataset, text=cell.text, vision=cell.vision, context=cell.context, label_map=cell.label_map
+    )
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     config = TrainConfig(**(cell.train | {"seed": cell.seed, "threads": _THREADS}))

@@ -33,6 +33,14 @@ Datasets = Annotated[
     str | None,
     typer.Option("--dataset", help="Datasets, comma-separated (default: every cached one)."),
 ]
+CorporaLabelMap = Annotated[
+    str | None,
+    typer.Option(
+        "--label-map",
+        help="Map the corpora's entity types onto one scheme (--dataset a,b): hicbam (PER/LOC/BUI/MIS), "
+        "conll (PER/LOC/ORG/MISC), or OLD=NEW pairs, comma-separated (NEW O drops a type).",
+    ),
+]
 Text = Annotated[
     str | None,
     typer.Option(

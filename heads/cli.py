@@ -27,14 +27,6 @@ app = typer.Typer(
 )
 out = stdout_console()
 TRAIN = TrainConfig()  # heads train's defaults: read here, written once in heads.train_config
-LabelMap = Annotated[
-    str | None,
-    typer.Option(
-        "--label-map",
-        help="Map the corpora's entity types onto one scheme: hicbam (PER/LOC/BUI/MIS), conll "
-        "(PER/LOC/ORG/MISC), or OLD=NEW pairs, comma-separated (NEW O drops a type).",
-    ),
-]
 
 
 def _percent(value: object) -> str:
@@ -116,7 +108,7 @@ def train(
     modality: opt.Modality = None,
     pooling: opt.Pooling = None,
     layers: opt.Layers = None,
-    label_map: LabelMap = None,
+    label_map: opt.CorporaLabelMap = None,
     option: opt.HeadOptions = None,
     lr: opt.LearningRates = None,
     lr_preset: Annotated[

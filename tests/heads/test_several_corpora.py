@@ -101,6 +101,38 @@ def test_one_head_trains_on_both_and_is_scored_on_each(
         assert "entity F1" in printed
 
 
+def test_bench_finetune_takes_several_corpora_with_a_label_map(
+    cache: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``bench finetune --dataset a,b --label-map``: the frozen cell and the fine-tuned run both
+    read the union through the map; the map is part of both keys, and an unmapped cell's key is
+    what it was before label maps existed."""
+    import bench.cli
+    from bench.grid import Cell
+
+    a, b, _ = cache["names"]
+    runs = tmp_path / "runs"
+    argv = ["finetune", "--dataset", f"{a},{b}", "--head", "bilstm-crf", "--text", cache["text"]]
+    argv += ["--label-map", "LOC=LOC,loc=LOC", "--epochs", "1", "--batch-size", "8"]
+    argv += ["--runs", str(runs), "--cache-dir", str(cache["cache"])]
+    code, out, err = run_cli(bench.cli.main, argv, capsys)
+    assert code == 0, err
+    lines = [json.loads(x) for x in (runs / "runs.jsonl").read_text().splitlines()]
+    assert len(lines) == 2 and all(x["cell"]["label_map"] == "LOC=LOC,loc=LOC" for x in lines)
+    tuned = next(x for x in lines if x["cell"]["train"].get("fine_tune"))
+    assert (
+        json.loads((Path(tuned["model"]) / "run.json").read_text())["inputs"]["label_map"]
+        == "LOC=LOC,loc=LOC"
+    )
+    frozen = next(x for x in lines if not x["cell"]["train"].get("fine_tune"))
+    entries = frozen["record"]["entries"]["dev"]
+    assert len(entries) == 2 and any(k.endswith(f"@{b}") for k in entries)  # both corpora's dev splits
+    plain = Cell(a, "bilstm-crf", "text", "minilm", None, "none", 0)
+    assert "label_map" not in plain.identity() and plain.key == Cell(**{**plain.identity()}).key
+    mapped = Cell(a, "bilstm-crf", "text", "minilm", None, "none", 0, label_map="conll")
+    assert mapped.key != plain.key
+
+
 def test_a_type_the_map_does_not_name_is_one_clear_line(
     cache: dict, capsys: pytest.CaptureFixture[str]
 ) -> None:
