@@ -106,7 +106,7 @@ def write_report(results: list[ScanResult], out: Path, model: str, command: str)
     index_rows = [
         f'<tr data-type="{esc(kind)}"><td>{esc(text)}</td>'
         f'<td><span class="tag" style="background:{palette[kind]}">{esc(kind)}</span></td>'
-        f'<td data-sort="{len(pages)}">{len(pages)}</td><td>'
+        f'<td data-sort="{len(pages)}">{len(pages)}</td><td data-sort="{len(set(pages))}">{len(set(pages))}</td><td>'
         + ", ".join(f'<a href="#scan-{p}">{esc(results[p].scan)}</a>' for p in sorted(set(pages)))
         + "</td></tr>"
         for (kind, text), pages in sorted(index.items(), key=lambda kv: (kv[0][0], kv[0][1].lower()))
@@ -197,7 +197,7 @@ Made {stamp} by <code>{command}</code>.</p>
 <p><input id="search" type="search" placeholder="Search entities, scans ..."> {legend}
 <small><span id="shown">{n_entities}</span> shown</small></p>
 <h2 id="index">Index</h2>
-<table id="index-table" class="sortable filter"><thead><tr><th>entity</th><th>type</th><th>scans</th><th>where</th></tr></thead>
+<table id="index-table" class="sortable filter"><thead><tr><th>entity</th><th>type</th><th>mentions</th><th>scans</th><th>where</th></tr></thead>
 <tbody>{index_rows}</tbody></table>
 <h2>All entities</h2>
 <table id="entities" class="sortable filter"><thead><tr><th>entity</th><th>type</th><th>score</th><th>scan</th></tr></thead>
