@@ -62,8 +62,9 @@ Context = Annotated[
     str | None,
     typer.Option(
         "--context",
-        help="A second text segment read with the words: none, captions (the image's caption) or labels "
-        "(its top-5 ImageNet label words); comma-separated for several.",
+        help="A second text segment read with the words: none, captions (the image's caption), labels "
+        "(its top-5 ImageNet label words) or neighbours (the sentences before and after it in its "
+        "document); comma-separated for several.",
     ),
 ]
 Modality = Annotated[

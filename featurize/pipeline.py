@@ -13,6 +13,7 @@ from featurize.build import DEFAULT_CHUNK_SIZE, BuildResult, TextContext, build_
 from featurize.cache.image_features import ImageFeatures
 from featurize.cache.store import FeatureStore
 from featurize.datasets import Dataset
+from featurize.document_context import neighbour_texts
 from featurize.errors import ConfigError
 from featurize.image_entries import DEFAULT_IMAGE_CHUNK, SplitImages, build_image_entry
 from featurize.text import build_text_encoder
@@ -20,7 +21,7 @@ from featurize.text.transformer import WordFeatureOptions
 from featurize.vision import VISION_ENCODERS, build_vision_encoder
 from featurize.vision.encoder import VisionOptions
 
-CONTEXTS = ("captions", "labels")
+CONTEXTS = ("captions", "labels", "neighbours")
 
 
 @dataclass
@@ -91,6 +92,9 @@ def run(dataset: Dataset, plan: RunPlan, store: FeatureStore, console: Console) 
             for kind in plan.contexts:
                 if kind == "captions":
                     contexts.append(TextContext("captions", [e.caption for e in examples]))
+                elif kind == "neighbours":
+                    texts = neighbour_texts([e.id for e in examples], [e.words for e in examples])
+                    contexts.append(TextContext("neighbours", texts))
                 elif split in label_entries:
                     labels = ImageFeatures.load(label_entries[split])
                     words = [_label_words(labels.label_words(i)) or None for i in range(len(examples))]

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from featurize.cache.image_features import ImageFeatures
 from featurize.cache.text_features import TextFeatures
+from featurize.document_context import neighbour_texts
 from featurize.errors import CacheError, ConfigError
 from heads.inputs import EntryIndex, InputSpec, check_schema
 from heads.label_maps import apply, resolve
@@ -154,6 +155,8 @@ def _load_one(index: EntryIndex, spec: InputSpec, split: str, need_patches: bool
             data.contexts = list(first.captions)
         elif spec.context == "labels":
             data.contexts = _label_contexts(index, spec, split, first.example_ids)
+        elif spec.context == "neighbours":  # rebuilt from ids and words, as featurize made them
+            data.contexts = neighbour_texts(list(first.example_ids), words)
     else:
         data = _words_only(index, spec, split)
     data.entries = entries | data.entries

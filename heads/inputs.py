@@ -18,7 +18,7 @@ from featurize.errors import CacheError, ConfigError
 from featurize.text import DEFAULT_TEXT_ENCODER
 from featurize.text.transformer import layers_label
 
-CONTEXTS = ("none", "captions", "labels")
+CONTEXTS = ("none", "captions", "labels", "neighbours")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,9 @@ Steps:
    several are concatenated per word, in order, as ``heads.data.load_split`` concatenates
    cached entries. A head trained with a second segment (``--context captions``) needs a
    caption per input; one trained with ``--context labels`` reads the top-5 ImageNet label
-   words of the input's image, made by the ``labels`` encoder exactly as ``featurize`` does.
+   words of the input's image, made by the ``labels`` encoder exactly as ``featurize`` does;
+   one trained with ``--context neighbours`` reads an input's ``caption`` as the text around
+   it (``heads predict --scans`` gives each sentence its page's neighbouring sentences).
 3. Image features, when the head reads them: the pooled vector (mean over an input's images),
    the patch grid and the label ids of its first image, as the cache reader gives them. An
    input without an image is read as text-only (zero image vector, ``has_image`` false): what
@@ -285,6 +287,8 @@ class Predictor:
         context = self.inputs.context
         if context == "none":
             return None
+        if context == "neighbours":  # the text around each input, where the caller has it
+            return [item.caption for item in inputs]
         if context == "captions":
             missing = [
                 item.id or str(n)

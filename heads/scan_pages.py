@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from featurize.atomic import atomic_write_text
+from featurize.document_context import neighbour_texts
 from featurize.errors import ConfigError
 from featurize.images import IMAGE_SUFFIXES
 from featurize.ocr import ENGINES, OcrWord, read_page
@@ -338,9 +339,13 @@ def tag_scans(
         if result.error is None:
             ranges = list(sentences(result.tokens))
             images = [path] if predictor.reads_images else []
+            words = [[t.text for t in result.tokens[a:b]] for a, b in ranges]
+            around: list[str | None] = [None] * len(words)
+            if predictor.inputs.context == "neighbours":  # the page's sentences around each one
+                around = neighbour_texts([f"page:{k}" for k in range(len(words))], words)
             inputs = [
-                PredictInput([t.text for t in result.tokens[a:b]], images, id=f"{result.scan}:{a}")
-                for a, b in ranges
+                PredictInput(w, images, around[k], id=f"{result.scan}:{a}")
+                for k, (w, (a, _b)) in enumerate(zip(words, ranges))
             ]
             for prediction in predictor.predict(inputs, scores=True):
                 result.tags += prediction.tags
