@@ -140,10 +140,11 @@ class Tesseract(OcrEngine):
     def read(self, image: Any, lang: str) -> str:
         return self._tesseract(image, lang, self.psm).strip()
 
-    def read_words(self, image: Any, lang: str) -> list[OcrWord]:
+    def read_words(self, image: Any, lang: str, psm: int = 3) -> list[OcrWord]:
         """Tesseract's TSV output (``tsv`` config): level-5 rows are words with their boxes.
-        Page segmentation 3 (fully automatic) finds the text blocks of a page beside pictures."""
-        rows = self._tesseract(image, lang, 3, "tsv").splitlines()
+        Page segmentation 3 (fully automatic) finds the text blocks of a page beside pictures;
+        11 (sparse text) finds a lone caption under a picture that 3 takes for part of it."""
+        rows = self._tesseract(image, lang, psm, "tsv").splitlines()
         words = []
         for row in rows[1:]:
             cells = row.split("\t")
@@ -222,11 +223,15 @@ ENGINES.register("tesseract")(Tesseract())
 ENGINES.register("easyocr")(EasyOcr())
 
 
+SPARSE_CONFIDENCE = 80.0  # words kept from Tesseract's sparse-text fallback
+
+
 def read_page(engine: str, image: Any, lang: str, min_width: int = 1600) -> list[OcrWord]:
     """Every word of a whole scan, boxes in the scan's own pixels. A small scan is enlarged to
     ``min_width`` first (at most 4x): a book's captions scanned at 100 dpi are too small for
     Tesseract, whose models expect text about 30 pixels high (measured on the Heimatbuch
-    scans: "Blick vom Habl-Berg ..." is found at 2x and not at 1x)."""
+    scans: "Blick vom Habl-Berg ..." is found at 2x and not at 1x). Where Tesseract's page
+    mode finds nothing, its sparse-text mode is tried."""
     from PIL import Image
 
     chosen = ENGINES.get(engine)
@@ -238,6 +243,15 @@ def read_page(engine: str, image: Any, lang: str, min_width: int = 1600) -> list
         size = (round(image.width * scale), round(image.height * scale))
         image = image.convert("L").resize(size, Image.Resampling.LANCZOS)
     words = chosen.read_words(image, lang)
+    if isinstance(chosen, Tesseract) and not any(w.confidence >= SPARSE_CONFIDENCE for w in words):
+        # Nothing found: a caption under a picture (measured on the Heimatbuch scans: "Marienbad"
+        # and "Sandau" under coats of arms). Sparse-text mode reads the picture's texture as
+        # letters too, so only confident words of two letters or more are kept.
+        words = [
+            w
+            for w in chosen.read_words(image, lang, psm=11)
+            if w.confidence >= SPARSE_CONFIDENCE and sum(c.isalnum() for c in w.text) >= 2
+        ]
     if scale == 1:
         return words
     return [

@@ -31,7 +31,7 @@ from featurize.images import IMAGE_SUFFIXES
 from featurize.ocr import ENGINES, OcrWord, read_page
 from featurize.ocr_text import tokenize
 
-OCR_CACHE_VERSION = 1
+OCR_CACHE_VERSION = 2  # 2: Tesseract's sparse-text fallback
 SENTENCE_ENDS = {".", "!", "?"}
 MAX_SENTENCE = 120  # tokens: a page without full stops is still cut into pieces a head reads
 HYPHENS = "-\u00ad\u2010\u2011\u2e17=¬"
