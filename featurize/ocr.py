@@ -163,6 +163,11 @@ class Tesseract(OcrEngine):
         return words
 
 
+# One --ocr setting for both engines: Tesseract's model names read as EasyOCR's language codes
+# (EasyOCR has no Fraktur model; its German one is the nearest).
+TESSERACT_TO_EASYOCR = {"deu": "de", "frk": "de", "eng": "en", "ces": "cs"}
+
+
 class EasyOcr(OcrEngine):
     name = "easyocr"
     _readers: dict[str, Any] = {}
@@ -180,18 +185,24 @@ class EasyOcr(OcrEngine):
     def languages(self) -> list[str]:
         return ["de", "en"] if not self.available() else []
 
-    def read(self, image: Any, lang: str) -> str:
+    def _reader(self, lang: str) -> Any:
+        """One easyocr.Reader per language setting, built on first use (it loads its models)."""
         import easyocr
-        import numpy as np
 
         if lang not in self._readers:
+            codes = dict.fromkeys(TESSERACT_TO_EASYOCR.get(part, part) for part in lang.split("+"))
             self._readers[lang] = easyocr.Reader(
-                lang.split("+"),
+                list(codes),
                 gpu=False,
                 model_storage_directory=str(self._model_dir()),
                 download_enabled=False,
             )
-        lines = self._readers[lang].readtext(np.asarray(image.convert("RGB")), detail=0, paragraph=True)
+        return self._readers[lang]
+
+    def read(self, image: Any, lang: str) -> str:
+        import numpy as np
+
+        lines = self._reader(lang).readtext(np.asarray(image.convert("RGB")), detail=0, paragraph=True)
         return "\n".join(lines)
 
     def read_words(self, image: Any, lang: str) -> list[OcrWord]:
@@ -199,8 +210,7 @@ class EasyOcr(OcrEngine):
         characters (a run is one line, so each run is its own line)."""
         import numpy as np
 
-        self.read(image.crop((0, 0, 1, 1)), lang)  # builds the reader once
-        runs = self._readers[lang].readtext(np.asarray(image.convert("RGB")), detail=1, paragraph=False)
+        runs = self._reader(lang).readtext(np.asarray(image.convert("RGB")), detail=1, paragraph=False)
         words: list[OcrWord] = []
         for n, (corners, text, conf) in enumerate(runs):
             xs, ys = [p[0] for p in corners], [p[1] for p in corners]

@@ -199,3 +199,33 @@ def _near(image: Image.Image, rgb: tuple[int, int, int], tolerance: int = 40) ->
 
     pixels = np.asarray(image.convert("RGB"), dtype=np.int16)
     return int((np.abs(pixels - np.array(rgb)).max(axis=-1) <= tolerance).sum())
+
+
+def test_easyocr_words_share_their_run_box(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """EasyOCR's weights cannot be downloaded here: a stand-in module pins the page reading
+    (runs split into words with their share of the box, Tesseract's language names mapped)."""
+    import sys
+    import types
+
+    from featurize.ocr import ENGINES, read_page
+
+    seen: dict = {}
+
+    class Reader:
+        def __init__(self, langs: list[str], **kwargs: object) -> None:
+            seen["langs"] = langs
+
+        def readtext(self, image, detail: int, paragraph: bool) -> list:  # noqa: ANN001
+            assert detail == 1 and paragraph is False
+            return [([[10, 5], [110, 5], [110, 25], [10, 25]], "Kirche Maiersgrün", 0.9)]
+
+    monkeypatch.setitem(sys.modules, "easyocr", types.SimpleNamespace(Reader=Reader))
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: object() if name == "easyocr" else None)
+    monkeypatch.setenv("EASYOCR_MODULE_PATH", str(tmp_path))
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "latin_g2.pth").write_bytes(b"")
+    ENGINES.get("easyocr")._readers.clear()
+    words = read_page("easyocr", Image.new("RGB", (2000, 100), "white"), "deu+frk")
+    assert seen["langs"] == ["de"]
+    assert [w.text for w in words] == ["Kirche", "Maiersgrün"] and words[0].confidence == pytest.approx(90)
+    assert words[0].box[0] == 10 and words[1].box[2] == 110 and words[0].box[2] <= words[1].box[0]
