@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,10 @@ from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
+from annotate.prelabels import TypeMap, model_types, resolve_type_map
 from annotate.store import IMAGE_SUFFIXES, Dataset, list_scans
 from featurize import ocr
-from featurize.errors import MnerError
+from featurize.errors import ConfigError, MnerError
 from featurize.ocr_text import rejoin_lines, tokenize
 
 STATIC = Path(__file__).parent / "static"
@@ -67,17 +69,36 @@ def _crop(image: Any, box: Box) -> Any:
 
 
 def create_app(
-    images: Path, out: Path, types: list[str] | None = None, model: Path | None = None, lang: str = "deu"
+    images: Path,
+    out: Path,
+    types: list[str] | None = None,
+    model: Path | None = None,
+    lang: str = "deu",
+    label_map: str = "auto",
+    note: Callable[[str], None] = lambda _message: None,
 ) -> FastAPI:
+    """The app over one folder of scans and one dataset; ``label_map`` maps the model's types
+    onto the dataset's (:mod:`annotate.prelabels`), ``note`` gets the one-line remarks (the
+    model types that are dropped) once, at start."""
     images = Path(images).resolve()
     scans = list_scans(images)
     dataset = Dataset.open(out, types)
     lock = threading.Lock()  # one writer to the dataset at a time
     predictor = None
+    type_map: TypeMap | None = None
+    if model is None and label_map != "auto":
+        raise ConfigError(f"--label-map {label_map}: maps a model's types; give --model too")
     if model is not None:
         from heads.families import load
 
         predictor = load(Path(model))
+        type_map = resolve_type_map(model_types(list(predictor.tags)), dataset.types, label_map)
+        note(f"pre-labels: model {model}, {type_map.describe()}")
+        if type_map.dropped:
+            note(
+                f"model types without a type in {', '.join(dataset.types)} are never pre-labelled: "
+                f"{', '.join(type_map.dropped)} (--label-map OLD=NEW maps them)"
+            )
     app = FastAPI(title="annotate")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -113,6 +134,8 @@ def create_app(
             "out": str(dataset.out),
             "lang": lang,
             "model": str(model) if model else None,
+            "label_map": type_map.record() if type_map else None,
+            "prelabels": f"model {Path(model).name}, {type_map.describe()}" if model and type_map else None,
             "engines": ocr.engine_status(),
             "warning": dataset.torn,
             "scans": [
@@ -160,7 +183,7 @@ def create_app(
         if not tokens:
             raise HTTPException(422, "no words in the text")
         suggested = None
-        if predictor is not None:
+        if predictor is not None and type_map is not None:
             from heads.input_files import PredictInput
 
             picture = _crop(load(request.index), request.picture_box)
@@ -170,12 +193,7 @@ def create_app(
             tmp.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_bytes(buffer.getvalue())
             item = PredictInput(tokens, [tmp] if predictor.reads_images else [], caption=request.text)
-            tags = predictor.predict([item])[0].tags
-            suggested = [t if t == "O" or t[2:] in dataset.types else "O" for t in tags]
-            suggested = [
-                ("B" + t[1:]) if t.startswith("I-") and (i == 0 or suggested[i - 1][2:] != t[2:]) else t
-                for i, t in enumerate(suggested)
-            ]
+            suggested = type_map.apply(predictor.predict([item])[0].tags)
         return {"tokens": tokens, "suggested": suggested}
 
     @app.post("/api/save")
@@ -193,7 +211,15 @@ def create_app(
             "caption_box": request.caption_box,
             "ocr": {"engine": request.engine, "lang": request.lang, "text": request.ocr_text},
             "types": dataset.types,
-            "suggestions": {"model": str(model), "changed": changed} if changed is not None else None,
+            "suggestions": (
+                {
+                    "model": str(model),
+                    "label_map": type_map.record() if type_map else None,
+                    "changed": changed,
+                }
+                if changed is not None
+                else None
+            ),
         }
         with lock:
             try:

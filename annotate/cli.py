@@ -43,6 +43,14 @@ def serve(
     lang: Annotated[
         str, typer.Option("--lang", help="Tesseract language(s): deu, frk (Fraktur), deu+frk ...")
     ] = "deu",
+    label_map: Annotated[
+        str,
+        typer.Option(
+            "--label-map",
+            help="The model's types onto --types: auto (its own names, else the fitting shipped map), "
+            "hicbam, conll, OLD=NEW pairs (NEW O drops one), or none.",
+        ),
+    ] = "auto",
     host: Annotated[
         str, typer.Option("--host", help="Address to listen on (local only by default).")
     ] = "127.0.0.1",
@@ -54,7 +62,9 @@ def serve(
     from annotate.app import create_app
 
     parsed = [t.strip() for t in types.split(",") if t.strip()] if types else None
-    application = create_app(images, out_file, parsed, model, lang)
+    application = create_app(
+        images, out_file, parsed, model, lang, label_map, lambda message: out.print(message, highlight=False)
+    )
     port = port or free_port(host)
     out.print(
         f"annotate: [bold]http://{host}:{port}/[/]  (scans {images}, dataset {out_file}; Ctrl-C to stop)"
@@ -92,6 +102,67 @@ def ocr_eval(
     out.print(table.markdown(), highlight=False)
     if report is not None:
         paths = save_reports([table], report, "ocr-eval", "annotate ocr-eval")
+        out.print(f"report: {paths['md']}")
+
+
+@app.command("prelabel-eval")
+def prelabel_eval(
+    model: Annotated[Path, typer.Option("--model", help="A run folder (heads train / bench finetune).")],
+    reference: Annotated[
+        Path,
+        typer.Option(
+            "--reference", help="JSONL of gold captions: {image, picture_box, text, tokens, label}."
+        ),
+    ],
+    label_map: Annotated[
+        str,
+        typer.Option(
+            "--label-map",
+            help="The model's types onto --types, as in annotate serve: auto, hicbam, conll, "
+            "OLD=NEW pairs, none.",
+        ),
+    ] = "auto",
+    types: Annotated[
+        str, typer.Option("--types", help="The session's entity types, comma-separated.")
+    ] = "PER,LOC,BUI,MIS",
+    images: Annotated[
+        Path | None,
+        typer.Option(
+            "--images", help="Folder of the references' scans (needed when the model reads images)."
+        ),
+    ] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache-dir", help="Feature cache, read only for runs that did not record their encoders."
+        ),
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Also write the report (md, json, csv) here.")
+    ] = None,
+) -> None:
+    """Labels a user changes with the model's pre-labels against labelling every token from O."""
+    import shlex
+    import sys
+
+    from annotate.prelabel_eval import prelabel_report
+    from annotate.store import check_types
+    from heads.report_table import save_reports
+
+    tables = prelabel_report(
+        model,
+        reference,
+        check_types([t.strip() for t in types.split(",") if t.strip()]),
+        label_map,
+        images,
+        cache_dir,
+        "annotate " + shlex.join(sys.argv[1:]),
+        lambda message: out.print(f"[yellow]{message}[/]", highlight=False),
+    )
+    for table in tables:
+        out.print(table.markdown(), highlight=False, soft_wrap=True)  # a Markdown table: never wrapped
+    if report is not None:
+        paths = save_reports(tables, report, "prelabel-eval", "annotate prelabel-eval")
         out.print(f"report: {paths['md']}")
 
 

@@ -25,6 +25,7 @@ async function refresh() {
     $("lang").value = st.lang;
   }
   if (st.warning) say(st.warning, "error");
+  $("prelabels").textContent = st.prelabels ? "pre-labels: " + st.prelabels : "";
   const done = st.scans.filter((s) => s.status === "done").length, skipped = st.scans.filter((s) => s.status === "skipped").length;
   $("progress").textContent = `${done} done · ${skipped} skipped · ${st.scans.length - done - skipped} to do`;
   const list = $("scans"); list.innerHTML = "";

@@ -345,6 +345,12 @@ def test_model_pre_labels_and_changes_are_counted(scans: Path, tmp_path: Path, m
     ).json()["item"]
     assert saved["suggestions"] == {
         "model": str(model),
+        "label_map": {
+            "spec": "auto",
+            "used": "hicbam",
+            "renamed": {"MISC": "MIS", "ORG": "MIS"},
+            "dropped": [],
+        },
         "changed": sum(a != b for a, b in zip(suggested, final)),
     }
 
