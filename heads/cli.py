@@ -166,7 +166,13 @@ def train(
         threads=threads,
     )
     spec = RunSpec(head, inputs, modality, opt.parse_pairs(option, "--set"), config, stem)
-    record = family.train(spec, cache_dir(cache), folder, epoch_printer(out))
+    record = family.train(
+        spec,
+        cache_dir(cache),
+        folder,
+        epoch_printer(out),
+        on_note=lambda message: out.print(f"note: {message}", style="yellow", markup=False, highlight=False),
+    )
     if record.get("best_epoch") is not None:
         out.print(
             f"best epoch {record['best_epoch']} of {record['epochs_run']}; trained in {record['train_seconds']:.1f} s, "

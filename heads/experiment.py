@@ -97,15 +97,21 @@ def config_json(config: TrainConfig, model: Tagger | None = None) -> dict[str, o
 
 
 def run(
-    spec: RunSpec, cache_root: Path, out: Path | None, on_epoch=None, quiet: bool = False
+    spec: RunSpec, cache_root: Path, out: Path | None, on_epoch=None, quiet: bool = False, on_note=None
 ) -> dict[str, object]:
     """Train ``spec`` on the cache (the one trainer, :func:`heads.trainer.fit`), score dev and
     test, save the head and ``run.json`` into ``out``; returns the run record. ``on_epoch``
-    gets each epoch's row (``quiet`` is for the families that draw their own progress)."""
+    gets each epoch's row, ``on_note`` the trainer's remarks (``quiet`` is for the families
+    that draw their own progress)."""
     started = time.perf_counter()
     model, batchers, data, vocab, index, inputs = prepare(spec, cache_root)
     task = CachedFeatures(model, batchers["train"], batchers["dev"])
-    result = fit(task, spec.train, Progress(on_epoch=on_epoch) if on_epoch else None)
+    progress = Progress()
+    if on_epoch is not None:
+        progress.on_epoch = on_epoch
+    if on_note is not None:
+        progress.on_note = on_note
+    result = fit(task, spec.train, progress)
     scores = {s: evaluate(model, b, spec.train.eval_batch) for s, b in batchers.items() if s != "train"}
     record = {
         "head": spec.head,

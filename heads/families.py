@@ -24,7 +24,7 @@ class Family:
     """What the commands need of a head family (functions, imported when first called)."""
 
     owns: Callable[[Path], bool]  # is this run folder one of this family's?
-    train: Callable[..., dict[str, Any]]  # (spec, cache_root, out, on_epoch) -> the run record
+    train: Callable[..., dict[str, Any]]  # (spec, cache_root, out, on_epoch, on_note=) -> the run record
     evaluate: Callable[..., dict[str, dict]]  # (folder, cache_root, splits, dataset=None) -> scores per split
     backend: Callable[[Path], Any]  # folder -> a heads.predictor.HeadBackend
     files: str  # what a run folder of this family holds, for messages
@@ -70,10 +70,10 @@ def _torch_backend(folder: Path) -> Any:
     return TorchBackend(folder)
 
 
-def _crfsuite_train(*args: Any, **kwargs: Any) -> dict[str, Any]:
+def _crfsuite_train(*args: Any, on_note: Any = None, **kwargs: Any) -> dict[str, Any]:
     from heads.crf_suite_run import run_crfsuite
 
-    return run_crfsuite(*args, **kwargs)
+    return run_crfsuite(*args, **kwargs)  # its c1/c2 grid has no optimizer steps to note on
 
 
 def _crfsuite_evaluate(

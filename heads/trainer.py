@@ -185,6 +185,9 @@ class TrainResult:
     train_examples: int = 0
 
 
+FEW_STEPS = 200  # fewer optimizer steps in a whole run than this get a note (measured: 15 captions x 60 epochs stayed all-O)
+
+
 def optimizer_steps(n_examples: int, config: TrainConfig) -> int:
     """Optimizer steps of the whole run: micro-batches per epoch / accumulation, x epochs."""
     return math.ceil(math.ceil(n_examples / config.batch_size) / config.accumulate) * config.epochs
@@ -266,6 +269,12 @@ def _fit(task: TrainingTask, config: TrainConfig, progress: Progress) -> TrainRe
     optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay, fused=on_cpu or None)
     per_epoch = math.ceil(math.ceil(task.n_train / config.batch_size) / config.accumulate)
     schedule = _Schedule(optimizer, config, per_epoch * config.epochs, per_epoch)
+    if per_epoch * config.epochs < FEW_STEPS:  # a handful of labelled captions, batch 32: it learns nothing
+        progress.on_note(
+            f"only {per_epoch * config.epochs} optimizer steps in all ({task.n_train} training examples, "
+            f"batch {config.batch_size}, {config.epochs} epochs): a head this short of steps often tags "
+            f"everything O; a smaller --batch-size (e.g. {max(1, task.n_train // 8)}) gives it more"
+        )
     weights = None
     if config.class_weights:
         if task.head.crf is not None:

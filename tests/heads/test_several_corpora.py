@@ -77,8 +77,9 @@ def test_one_head_trains_on_both_and_is_scored_on_each(
     out = cache["root"] / "run"
     argv = ["train", "--dataset", both, "--text", cache["text"], "--label-map", "LOC=LOC,loc=LOC"]
     argv += ["--epochs", "2", "--out", str(out), "--cache-dir", str(cache["cache"])]
-    code, _, err = run_cli(heads.cli.main, argv, capsys)
+    code, printed, err = run_cli(heads.cli.main, argv, capsys)
     assert code == 0, err
+    assert "note: only 4 optimizer steps in all (36 training examples, batch 32" in " ".join(printed.split())
     record = json.loads((out / "run.json").read_text())
     assert record["inputs"]["dataset"] == both and record["inputs"]["label_map"] == "LOC=LOC,loc=LOC"
     for name in (a, b):  # scored on each corpus alone, read through the same label map
