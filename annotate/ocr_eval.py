@@ -8,7 +8,6 @@ hyphenated line breaks rejoined and whitespace runs collapsed to one space.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 from featurize import ocr
 from featurize.errors import ConfigError, DataFormatError
 from featurize.ocr_text import rejoin_lines
+from featurize.readers.jsonl import json_object
 
 
 @dataclass
@@ -36,15 +36,8 @@ def read_references(path: Path, images: Path) -> list[Reference]:
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataFormatError(Path(path), number, f"not valid JSON: {err.msg}") from None
-        if (
-            not isinstance(record, dict)
-            or not isinstance(record.get("image"), str)
-            or not isinstance(record.get("text"), str)
-        ):
+        record = json_object(line, Path(path), number)
+        if not isinstance(record.get("image"), str) or not isinstance(record.get("text"), str):
             raise DataFormatError(Path(path), number, 'needs "image" (a file name) and "text"')
         file = images / record["image"]
         if not file.is_file():

@@ -19,7 +19,6 @@ reads images gets.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from typing import Any
 from annotate.prelabels import TypeMap, model_types, resolve_type_map
 from annotate.store import check_labels
 from featurize.errors import ConfigError, DataFormatError
+from featurize.readers.jsonl import json_object
 
 Box = list[float] | None
 COLUMNS = [
@@ -65,12 +65,7 @@ def read_gold(path: Path, types: list[str]) -> list[GoldCaption]:
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataFormatError(Path(path), number, f"not valid JSON: {err.msg}") from None
-        if not isinstance(record, dict):
-            raise DataFormatError(Path(path), number, "each line must be a JSON object")
+        record = json_object(line, Path(path), number)
         tokens, labels = record.get("tokens"), record.get("label")
         if not isinstance(tokens, list) or not isinstance(labels, list) or not tokens:
             raise DataFormatError(

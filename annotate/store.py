@@ -206,9 +206,6 @@ def _atomic_save_png(image: Any, path: Path) -> None:
 def list_scans(folder: Path) -> list[Path]:
     """Every file of the folder (recursively, sorted), images or not: a non-image shows as an
     error in the page rather than silently vanishing."""
-    if not folder.is_dir():
-        raise ConfigError(f"--images {folder}: no such folder")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-    if not files:
-        raise ConfigError(f"--images {folder}: the folder is empty")
-    return files
+    from heads.scan_pages import list_scans as every_file
+
+    return every_file(folder, "--images")

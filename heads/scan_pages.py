@@ -97,14 +97,14 @@ def union(boxes: list[Box]) -> Box:
     )
 
 
-def list_scans(folder: Path) -> list[Path]:
+def list_scans(folder: Path, option: str = "--scans") -> list[Path]:
     """Every file of the folder, recursively and sorted: a file that is not an image is listed
-    as a bad scan, not silently passed over."""
+    as a bad scan, not silently passed over (``annotate serve --images`` lists its scans so too)."""
     if not folder.is_dir():
-        raise ConfigError(f"--scans {folder}: no such folder")
+        raise ConfigError(f"{option} {folder}: no such folder")
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
     if not files:
-        raise ConfigError(f"--scans {folder}: the folder is empty")
+        raise ConfigError(f"{option} {folder}: the folder is empty")
     return files
 
 
