@@ -318,18 +318,16 @@ def predict(
     def note(message: str) -> None:
         err.print(f"note: {message}", style="yellow", markup=False, highlight=False, soft_wrap=True)
 
-    predictor = load(model, cache_dir(cache), device, note, lora_weights)
     if scans is not None:
-        _predict_scans(
-            predictor,
-            model,
-            scans,
-            ScanSettings(ocr_engine, ocr_lang, min_confidence, cache=cache_dir(cache) / "ocr"),
-            out_file,
-            html_report,
-            err,
-        )
+        from heads.scan_pages import check_settings, list_scans
+
+        settings = ScanSettings(ocr_engine, ocr_lang, min_confidence, cache=cache_dir(cache) / "ocr")
+        check_settings(settings)  # an engine or a folder that cannot work fails before a model loads
+        total = len(list_scans(scans))
+        predictor = load(model, cache_dir(cache), device, note, lora_weights)
+        _predict_scans(predictor, model, scans, total, settings, out_file, html_report, err)
         return
+    predictor = load(model, cache_dir(cache), device, note, lora_weights)
     inputs = collect_inputs(
         text,
         input_file,
@@ -353,6 +351,7 @@ def _predict_scans(
     predictor: Any,
     model: Path,
     scans: Path,
+    total: int,
     settings: ScanSettings,
     out_file: Path | None,
     html_report: Path | None,
@@ -365,11 +364,10 @@ def _predict_scans(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from heads.scan_pages import check_settings, list_scans, tag_scans, write_jsonl
+    from featurize.atomic import atomic_write_text
+    from heads.scan_pages import jsonl, tag_scans
     from heads.scan_report import summary, write_report
 
-    check_settings(settings)
-    total = len(list_scans(scans))
     columns = (
         TextColumn("scans"),
         BarColumn(),
@@ -386,9 +384,9 @@ def _predict_scans(
 
         results = tag_scans(predictor, scans, settings, done)
     if out_file is None:
-        sys.stdout.write("".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in results))
+        sys.stdout.write(jsonl(results))
     else:
-        write_jsonl(results, out_file)
+        atomic_write_text(out_file, jsonl(results))
         err.print(f"wrote {out_file}", highlight=False)
     if html_report is not None:
         command = "heads " + shlex.join(sys.argv[1:])

@@ -156,23 +156,25 @@ class OcrCache:
         atomic_write_text(self.folder / f"{key}.json", json.dumps(body, ensure_ascii=False))
 
 
-def read_scan(path: Path, rel: str, settings: ScanSettings, cache: OcrCache) -> tuple[ScanResult, Any]:
-    """The scan's OCR words (cached) as a result without tags yet, and the image (or None)."""
+def read_scan(path: Path, rel: str, settings: ScanSettings, cache: OcrCache) -> ScanResult:
+    """The scan's OCR words (cached) as a result without tags yet."""
+    import io
+
     from PIL import Image, UnidentifiedImageError
 
     result = ScanResult(rel, path)
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         result.error = f"not an image file ({path.suffix or 'no suffix'})"
-        return result, None
+        return result
     try:
-        data = path.read_bytes()
-        with Image.open(path) as img:
+        data = path.read_bytes()  # read once: the cache key and the image
+        with Image.open(io.BytesIO(data)) as img:
             img.load()
             image = img.convert("RGB")
     except (UnidentifiedImageError, OSError, ValueError) as err:
         reason = str(err).replace(str(path), path.name)[:120]  # the scan's name, not the server's path
         result.error = f"cannot be read as an image ({type(err).__name__}: {reason})"
-        return result, None
+        return result
     result.width, result.height = image.size
     key = cache.key(data)
     started = time.perf_counter()
@@ -197,7 +199,7 @@ def read_scan(path: Path, rel: str, settings: ScanSettings, cache: OcrCache) -> 
             if not words
             else f"OCR found only words under confidence {settings.min_confidence:g}"
         )
-    return result, image
+    return result
 
 
 # --------------------------------------------------------------------------- words to tokens
@@ -335,7 +337,7 @@ def tag_scans(
     cache = OcrCache(settings.cache, settings)
     results = []
     for path in list_scans(root):
-        result, image = read_scan(path, path.relative_to(root).as_posix(), settings, cache)
+        result = read_scan(path, path.relative_to(root).as_posix(), settings, cache)
         if result.error is None:
             ranges = list(sentences(result.tokens))
             images = [path] if predictor.reads_images else []
@@ -351,11 +353,11 @@ def tag_scans(
                 result.tags += prediction.tags
                 result.confidences += prediction.confidences or []
             result.entities = page_entities(result)
-        del image
         results.append(result)
         on_scan(result)
     return results
 
 
-def write_jsonl(results: list[ScanResult], out: Path) -> None:
-    atomic_write_text(out, "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in results))
+def jsonl(results: list[ScanResult]) -> str:
+    """One JSON line per scan, as ``--out`` holds them (or stdout without it)."""
+    return "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in results)
