@@ -325,13 +325,7 @@ def llm(
 
 @app.command("finetune")
 def finetune(
-    dataset: Annotated[
-        str,
-        typer.Option(
-            "--dataset",
-            help="The cached dataset (t17, t15, ...); several, comma-separated, with --label-map.",
-        ),
-    ],
+    dataset: opt.Corpora,
     best: Annotated[
         bool,
         typer.Option("--best", help="Take the combination the grid chose on validation (RUNS winners.json)."),

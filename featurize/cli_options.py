@@ -33,6 +33,14 @@ Datasets = Annotated[
     str | None,
     typer.Option("--dataset", help="Datasets, comma-separated (default: every cached one)."),
 ]
+Corpora = Annotated[
+    str,
+    typer.Option(
+        "--dataset",
+        help="A cached dataset (t17, t15, hipe-de, ...), or several comma-separated, read as one "
+        "(see --label-map).",
+    ),
+]
 CorporaLabelMap = Annotated[
     str | None,
     typer.Option(

@@ -95,12 +95,7 @@ def default_run_folder(
 
 @app.command()
 def train(
-    dataset: Annotated[
-        str,
-        typer.Option(
-            "--dataset", help="A cached dataset, or several comma-separated (read as one; see --label-map)."
-        ),
-    ] = DEFAULT_DATASET,
+    dataset: opt.Corpora = DEFAULT_DATASET,
     head: opt.Head = "bilstm-crf",
     text: opt.Text = DEFAULT_TEXT_ENCODER,
     vision: opt.Vision = None,
