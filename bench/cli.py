@@ -18,6 +18,7 @@ from bench.finetune import FinetuneRequest
 from bench.grid import GRID_TRAIN as GRID
 from bench.grid import GridOptions
 from bench.grid_run import GridRun
+from bench.knowledge_coverage import BUDGETS as KNOWLEDGE_BUDGETS
 from bench.llm_baseline import LLMRunConfig
 from featurize import cli_options as opt
 from featurize.cache.store import cache_dir
@@ -58,13 +59,23 @@ def featurize(
     images: opt.Images = None,
     layers: Annotated[str, typer.Option("--layers", help="Layers averaged, as in `featurize`.")] = "last4",
     limit: Annotated[int, typer.Option("--limit", help="Examples to encode (0: the whole split).")] = 0,
+    context: Annotated[
+        str | None,
+        typer.Option(
+            "--context",
+            help="captions, knowledge, captions+knowledge (comma-separated): instead of the encoder rows, "
+            "each second segment with batches ordered by the words only and by the whole input.",
+        ),
+    ] = None,
+    context_budget: opt.ContextBudget = None,
+    knowledge_file: opt.KnowledgeFile = None,
     data_dir: opt.DataDir = None,
     output: opt.ReportFolder = Path("runs/bench"),
 ) -> None:
     """Inputs/s and peak memory of each encoder: a naive baseline vs the toolkit's batched paths, in one run."""
     from bench.featurize_speed import speed_report
 
-    report = speed_report(
+    reports = speed_report(
         dataset,
         split,
         opt.names(text) or [],
@@ -74,8 +85,13 @@ def featurize(
         limit,
         data_dir,
         _command(),
+        opt.names(context),
+        context_budget,
+        knowledge_file,
     )
-    _save(report, output, "featurize-speed")
+    for report in reports:
+        name = "featurize-speed" if report.title == "Encoder speed" else "featurize-context-speed"
+        _save(report, output, name)
 
 
 @app.command()
@@ -211,6 +227,34 @@ def grid_speed(
         _command(),
     )
     _save(report, output, "grid-speed")
+
+
+@app.command("knowledge")
+def knowledge(
+    dataset: Annotated[
+        str, typer.Option("--dataset", help="Named datasets with a knowledge file, comma-separated.")
+    ] = "t15,t17",
+    text: opt.Text = "mpnet",
+    budgets: Annotated[
+        str, typer.Option("--budgets", help="Subword budgets to report, comma-separated.")
+    ] = ",".join(str(b) for b in KNOWLEDGE_BUDGETS),
+    knowledge_file: opt.KnowledgeFile = None,
+    data_dir: opt.DataDir = None,
+    output: opt.ReportFolder = Path("runs/bench"),
+) -> None:
+    """How much of each split's knowledge an encoder reads at each --context-budget, and how
+    many gold mentions the knowledge names (anywhere, in its entity list, in the part a budget
+    keeps). Loads the encoder's tokenizer only."""
+    from bench.knowledge_coverage import CoverageRequest, coverage
+
+    try:
+        chosen = [int(b) for b in opt.names(budgets) or []]
+    except ValueError:
+        raise typer.BadParameter("comma-separated whole numbers", param_hint="--budgets") from None
+    request = CoverageRequest(opt.names(dataset) or [], text, chosen, knowledge_file, data_dir)
+    (report,) = coverage(request)
+    report.command = _command()
+    _save(report, output, "knowledge-coverage")
 
 
 @app.command("llm")

@@ -251,6 +251,7 @@ def _head_configs(
             if needs_text and text is not None:
                 cached = contents.texts[dataset].get(text, set())
                 wanted = [c for c in CONTEXTS if c in cached and c != "none"]
+                wanted += sorted(c for c in cached if "+" in c)  # combined kinds: captions+knowledge
                 if "label_ids" in cls.needs(hyper, "both", True) and not options.all:
                     # label words enter a head that reads them natively (CWI's LSTM) once, that way
                     wanted = [c for c in wanted if c != "labels"]

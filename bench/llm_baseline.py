@@ -19,23 +19,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from bench.llm_answers import check_answer
-from bench.llm_client import ChatClient
 from bench.llm_prompt import PromptBuilder, PromptTemplate, answer_schema, few_shot
 from bench.references import REFERENCES
 from featurize.datasets import DEFAULT_DATASET, LoadOptions, load_dataset
 from featurize.errors import ConfigError
 from featurize.example import Example
 from featurize.labels import tag_order
+from featurize.llm_client import ChatClient
+from featurize.llm_progress import examples_bar
 from heads.metrics import METRIC_NOTES, all_scores
 from heads.report_table import Report, save_reports
 
@@ -147,39 +140,21 @@ def run_llm_baseline(config: LLMRunConfig, console: Console, client: ChatClient)
     outcomes: list[Outcome | None] = [None] * len(examples)
     counts = {"retries": 0, "failed": 0}
     started = time.perf_counter()
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[status]}"),
-    )
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task(
-            f"{config.dataset}/{config.split} {client.model}", total=len(examples), rate="", status=""
-        )
-        with ThreadPoolExecutor(config.concurrency) as pool:
-            futures = {
-                pool.submit(
-                    tag_example, ex, shots, builder, client, labels, config.retries, config.max_tokens
-                ): i
-                for i, ex in enumerate(examples)
-            }
-            for done, future in enumerate(as_completed(futures), start=1):
-                outcome = future.result()
-                outcomes[futures[future]] = outcome
-                counts["retries"] += outcome.retries  # results arrive in this thread only
-                counts["failed"] += int(not outcome.valid)
-                elapsed = time.perf_counter() - started
-                progress.update(
-                    task,
-                    advance=1,
-                    rate=f"{done / elapsed:.2f} ex/s",
-                    status=f"retries {counts['retries']}, failed {counts['failed']}, cached {client.stats.cached}",
-                )
+    description = f"{config.dataset}/{config.split} {client.model}"
+    with (
+        examples_bar(console, description, len(examples)) as done,
+        ThreadPoolExecutor(config.concurrency) as pool,
+    ):
+        futures = {
+            pool.submit(tag_example, ex, shots, builder, client, labels, config.retries, config.max_tokens): i
+            for i, ex in enumerate(examples)
+        }
+        for future in as_completed(futures):
+            outcome = future.result()
+            outcomes[futures[future]] = outcome
+            counts["retries"] += outcome.retries  # results arrive in this thread only
+            counts["failed"] += int(not outcome.valid)
+            done(f"retries {counts['retries']}, failed {counts['failed']}, cached {client.stats.cached}")
     seconds = time.perf_counter() - started
     done_outcomes = [o for o in outcomes if o is not None]
     gold = [e.labels for e in examples]
@@ -272,29 +247,18 @@ def _write(
 def run(config: LLMRunConfig, console: Console) -> dict[str, object]:
     """``bench llm``: start the local llama.cpp server when ``base_url`` is ``local`` (stopped
     afterwards), or use the given endpoint; tag, score and report (:func:`run_llm_baseline`)."""
-    from bench.llm_client import ServerError
-    from bench.llm_server import LOCAL_MODEL, LocalServer
+    from featurize.llm_server import endpoint
 
-    def client_for(url: str, name: str, identity: str | None = None) -> ChatClient:
-        return ChatClient(
-            url,
-            name,
+    with endpoint(config.base_url, config.model, console, config.threads or None) as server:
+        client = ChatClient(
+            server.base_url,
+            server.model,
             config.out / "cache",
-            server_identity=identity,
+            server_identity=server.identity,
             api_key_env=config.api_key_env,
             timeout=config.timeout,
             attempts=config.attempts,
             structured=config.structured,
             seed=config.seed,
         )
-
-    if config.base_url != "local":
-        return run_llm_baseline(config, console, client_for(config.base_url, config.model))
-    name = config.model or LOCAL_MODEL
-    with LocalServer(alias=name, threads=config.threads or None) as server:
-        console.print(f"llama_cpp.server with {server.model_path.name} at {server.base_url}")
-        try:
-            identity = f"llama_cpp.server:{server.model_path.name}"
-            return run_llm_baseline(config, console, client_for(server.base_url, name, identity))
-        except ServerError as err:
-            raise server.explain(err) from None
+        return run_llm_baseline(config, console, client)

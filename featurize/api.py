@@ -21,9 +21,12 @@ from rich.console import Console
 from featurize.build import DEFAULT_CHUNK_SIZE
 from featurize.cache.store import FeatureStore
 from featurize.cache.store import cache_dir as resolve_cache_dir
+from featurize.contexts import context_parts
 from featurize.datasets import Dataset, LoadOptions, load_dataset, parse_fractions
+from featurize.datasets import data_dir as resolve_data_dir
 from featurize.errors import ConfigError
 from featurize.images import MissingImages
+from featurize.knowledge import knowledge_file, read_knowledge
 from featurize.labels import parse_label_map
 from featurize.pipeline import RunPlan
 from featurize.pipeline import run as run_pipeline
@@ -141,6 +144,8 @@ def featurize_dataset(
     missing_images: MissingImages | str = MissingImages.keep,
     captions: Path | None = None,
     use_captions: bool = True,
+    knowledge: Path | None = None,
+    context_budget: int | None = None,
     console: Console | None = None,
 ) -> dict[str, list[Path]]:
     """Run the encoders once over ``dataset`` and publish their features in the cache.
@@ -171,6 +176,10 @@ def featurize_dataset(
     - ``label_map`` ({"OLD": "NEW"} or ["OLD=NEW", ...]; None: the dataset's default),
       ``repair_iob``, ``captions`` (a captions file; None: the dataset's own), ``use_captions``
       (False is ``--no-captions``).
+    - ``knowledge``: the knowledge file a ``knowledge`` context reads (TSV ``<id><TAB><text>``
+      or JSONL ``{"id", "knowledge"}``; None: the dataset's own, PGIM's for t15/t17);
+      ``context_budget``: subwords of a second segment read at most (None: each kind's default,
+      featurize.contexts).
     - ``console``: where progress goes (default: stderr, as the command prints it;
       ``Console(quiet=True)`` for none).
 
@@ -192,8 +201,19 @@ def featurize_dataset(
         use_captions=use_captions,
         split_fractions=split_fractions,
     )
+    contexts = names(context)
     loaded = load_dataset(str(dataset), options, list(splits) if splits is not None else None)
+    knowledge_texts = None
+    if any("knowledge" in context_parts(c) for c in contexts):
+        source = knowledge_file(
+            loaded.name, loaded.spec.knowledge, resolve_data_dir(options.data_dir), _path(knowledge)
+        )
+        knowledge_texts = read_knowledge(source)  # a malformed file stops here: nothing is written
+    elif knowledge is not None:
+        raise ConfigError("--knowledge FILE is read by --context knowledge (or captions+knowledge)")
     report_loading(loaded, loaded.image_root is not None, console)
+    if knowledge_texts is not None:
+        console.print(f"knowledge: {source} ({len(knowledge_texts):,} lines)")
     word_options = WordFeatureOptions(
         layers=layers,
         pooling=pooling,
@@ -207,9 +227,11 @@ def featurize_dataset(
     plan = RunPlan(
         text=names(text),
         vision=names(vision),
-        contexts=names(context),
+        contexts=contexts,
         word_options=word_options,
         vision_options=VisionOptions(patches=patches, batch_size=vision_batch_size, device=device),
         chunk_size=chunk_size,
+        context_budget=context_budget,
+        knowledge=knowledge_texts,
     )
     return run_pipeline(loaded, plan, FeatureStore(resolve_cache_dir(_path(cache_dir))), console)

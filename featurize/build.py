@@ -84,18 +84,25 @@ class _RateColumn(ProgressColumn):
 
 @dataclass(frozen=True)
 class TextContext:
-    """Per-example text read as a second segment: ``captions`` or image ``labels`` words."""
+    """Per-example text read as a second segment (``--context``: a kind of featurize.contexts,
+    or several joined with ``+``), and the subwords of it read at most (``budget``; None: half a
+    window). The key covers the texts' hash and the budget, so another knowledge file or
+    another budget is another entry."""
 
     kind: str
     texts: list[str | None]
+    budget: int | None = None
 
     def identity(self) -> dict[str, object]:
         digest = hashlib.sha256(json.dumps(self.texts, ensure_ascii=False).encode()).hexdigest()
-        return {
+        identity: dict[str, object] = {
             "kind": self.kind,
             "sha256": digest,
             "examples_with_context": sum(t is not None for t in self.texts),
         }
+        if self.budget is not None:  # contexts made before budgets existed keep their keys
+            identity["budget"] = self.budget
+        return identity
 
 
 def text_plan(
@@ -125,16 +132,20 @@ def text_plan(
     }
     if context is not None:
         metadata["context_identity"] = context.identity()
+        metadata["context_budget"] = context.budget
+        metadata["examples_without_context"] = sum(t is None for t in context.texts)
     suffix = f"+{context.kind}" if context else ""
     relpath = f"{slug(dataset.name)}/{split}/text-{slug(encoder.name)}{suffix}-{key[:16]}.h5"
     return EntryPlan(key, relpath, n_items, chunk_size, metadata)
 
 
-def _write_examples(split: Split, handle: h5py.File) -> None:
+def _write_examples(split: Split, handle: h5py.File, context: TextContext | None = None) -> None:
     examples = split.examples
     write_strings(handle, "strings/example_ids", [e.id for e in examples])
     write_strings(handle, "strings/image_ids", ["\t".join(e.image_ids) for e in examples])
     write_strings(handle, "strings/captions", [e.caption or "" for e in examples])
+    if context is not None:  # the second segment as read (before the budget's cut)
+        write_strings(handle, "strings/contexts", [t or "" for t in context.texts])
     words = [w for e in examples for w in e.words]
     write_strings(handle, "strings/words", words)
     tags = [t for e in examples for t in e.labels]
@@ -186,11 +197,12 @@ def build_text_entry(
         def compute(items: range) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             sentences = [examples[i].words for i in items]
             texts = [context.texts[i] for i in items] if context else None
+            encoder.context_budget = context.budget if context else None
             arrays = encoder.encode(sentences, lambda n: progress.advance(task, n), texts)
             lengths = np.array([len(a) for a in arrays], dtype=np.int64)
             return {"words": (np.concatenate(arrays).astype(np.float32), lengths)}
 
         build.run(compute)
-    path = build.publish(lambda handle: _write_examples(dataset.splits[split], handle))
+    path = build.publish(lambda handle: _write_examples(dataset.splits[split], handle, context))
     seconds = time.perf_counter() - started
     return BuildResult(path, False, todo_words, seconds, todo_words / seconds if seconds else 0.0, resumed)

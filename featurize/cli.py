@@ -17,11 +17,23 @@ from featurize.api import featurize_dataset, load_options
 from featurize.build import DEFAULT_CHUNK_SIZE
 from featurize.cache.schema import read_attrs
 from featurize.cache.store import FeatureStore, cache_dir, open_entry
-from featurize.cli_options import CacheDir, Context, DataDir, Device, ImageMap, Images, Text, Vision
+from featurize.cli_options import (
+    CacheDir,
+    Context,
+    ContextBudget,
+    DataDir,
+    Device,
+    ImageMap,
+    Images,
+    KnowledgeFile,
+    Text,
+    Vision,
+)
 from featurize.console_app import run_app, stdout_console
 from featurize.datasets import DATASETS, LoadOptions, load_dataset
 from featurize.errors import MnerError
 from featurize.images import MissingImages
+from featurize.knowledge_cli import knowledge
 from featurize.labels import parse_label_map
 from featurize.readers import READERS
 from featurize.summary import summary_tables
@@ -167,6 +179,8 @@ def run(
         ),
     ] = None,
     context: Context = None,
+    context_budget: ContextBudget = None,
+    knowledge: KnowledgeFile = None,
     split: SplitOpt = None,
     split_fractions: Annotated[
         str | None,
@@ -218,6 +232,8 @@ def run(
         missing_images=missing_images,
         captions=captions,
         use_captions=not no_captions,
+        knowledge=knowledge,
+        context_budget=context_budget,
         console=console,
     )
 
@@ -406,6 +422,9 @@ def remove_entries(
         else:
             store.remove(path)
             out.print(f"removed {path}")
+
+
+app.command("knowledge")(knowledge)
 
 
 def main() -> None:

@@ -71,8 +71,27 @@ Context = Annotated[
     typer.Option(
         "--context",
         help="A second text segment read with the words: none, captions (the image's caption), labels "
-        "(its top-5 ImageNet label words) or neighbours (the sentences before and after it in its "
-        "document); comma-separated for several.",
+        "(its top-5 ImageNet label words), neighbours (the sentences before and after it in its "
+        "document) or knowledge (LLM-written knowledge, PGIM's for t15/t17, or --knowledge FILE); "
+        "kinds joined with + are read as one segment (captions+knowledge); comma-separated for several.",
+    ),
+]
+ContextBudget = Annotated[
+    int | None,
+    typer.Option(
+        "--context-budget",
+        help="Subwords of the second segment read at most, its first ones (part of the cache key). "
+        "Default: each kind's own (knowledge: featurize.contexts, chosen on validation; the others: "
+        "half a window, the most it can be).",
+        show_default=False,
+    ),
+]
+KnowledgeFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--knowledge",
+        help='Knowledge file for --context knowledge: TSV <id><TAB><text> or JSONL {"id", "knowledge"}, '
+        "joined by image id or example id (default: the dataset's own, PGIM's for t15/t17).",
     ),
 ]
 Modality = Annotated[

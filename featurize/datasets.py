@@ -43,6 +43,8 @@ class DatasetSpec:
     # How raw text is cut into this dataset's words when a head trained on it tags new text
     # (heads.words.tokenize): "tweet" keeps "#tag"/"@user" whole, "split" splits the sign off.
     tokenizer: str = "tweet"
+    # LLM knowledge per example under the data root (``--context knowledge``; featurize.knowledge)
+    knowledge: str | None = None
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -63,6 +65,7 @@ _add(
         {"OTHER": "MISC"},
         "captions/blip2_twitter2015.txt",
         "twitter2015_images",
+        knowledge="knowledge/pgim_twitter2015.tsv",  # PGIM's ChatGPT knowledge (Li et al. 2023)
     )
 )
 _add(
@@ -76,6 +79,7 @@ _add(
         "captions/blip2_twitter2017.txt",
         "twitter2017_images",
         tokenizer="split",  # UMT's Twitter-2017 has "#" and "@" split off ("# NBA", "@ user")
+        knowledge="knowledge/pgim_twitter2017.tsv",
     )
 )
 _add(

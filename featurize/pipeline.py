@@ -12,20 +12,24 @@ from rich.console import Console
 from featurize.build import DEFAULT_CHUNK_SIZE, BuildResult, TextContext, build_text_entry, peak_memory_mib
 from featurize.cache.image_features import ImageFeatures
 from featurize.cache.store import FeatureStore
+from featurize.contexts import canonical, context_parts, default_budget, join_parts
 from featurize.datasets import Dataset
 from featurize.document_context import neighbour_texts
 from featurize.errors import ConfigError
 from featurize.image_entries import DEFAULT_IMAGE_CHUNK, SplitImages, build_image_entry
+from featurize.knowledge import join_knowledge
 from featurize.text import build_text_encoder
 from featurize.text.transformer import WordFeatureOptions
 from featurize.vision import VISION_ENCODERS, build_vision_encoder
 from featurize.vision.encoder import VisionOptions
 
-CONTEXTS = ("captions", "labels", "neighbours")
-
 
 @dataclass
 class RunPlan:
+    """``contexts``: kinds of featurize.contexts, or several joined with ``+``;
+    ``context_budget``: subwords of each read at most (None: each kind's default);
+    ``knowledge``: id -> text, read from the knowledge file (``--context knowledge``)."""
+
     text: list[str]
     vision: list[str] = field(default_factory=list)
     contexts: list[str] = field(default_factory=list)
@@ -33,11 +37,18 @@ class RunPlan:
     vision_options: VisionOptions = field(default_factory=VisionOptions)
     chunk_size: int = DEFAULT_CHUNK_SIZE
     image_chunk_size: int = DEFAULT_IMAGE_CHUNK
+    context_budget: int | None = None
+    knowledge: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
-        for context in self.contexts:
-            if context not in CONTEXTS:
-                raise ConfigError(f"--context {context!r}: choose from {', '.join(CONTEXTS)}")
+        self.contexts = [canonical(c) for c in self.contexts]
+        if self.context_budget is not None and self.context_budget < 1:
+            raise ConfigError("--context-budget must be at least 1 subword")
+        if any("knowledge" in context_parts(c) for c in self.contexts) and self.knowledge is None:
+            raise ConfigError("--context knowledge: no knowledge file was read (--knowledge FILE)")
+
+    def budget(self, context: str) -> int | None:
+        return self.context_budget if self.context_budget is not None else default_budget(context)
 
 
 def _say(console: Console, result: BuildResult, unit: str) -> None:
@@ -65,7 +76,8 @@ def run(dataset: Dataset, plan: RunPlan, store: FeatureStore, console: Console) 
     label_entries: dict[str, Path] = {}  # per split, the image entry holding label words
 
     vision = list(plan.vision)
-    if "labels" in plan.contexts and not any(_gives_labels(v) for v in vision):
+    wants_labels = any("labels" in context_parts(c) for c in plan.contexts)
+    if wants_labels and not any(_gives_labels(v) for v in vision):
         vision.append("labels")  # the label words of the images are this context's input
     for spec in vision:
         encoder = build_vision_encoder(spec, plan.vision_options)
@@ -83,23 +95,46 @@ def run(dataset: Dataset, plan: RunPlan, store: FeatureStore, console: Console) 
                 label_entries[split] = result.path
             written.setdefault(f"vision:{spec}", []).append(result.path)
 
+    def kind_texts(kind: str, split: str) -> list[str | None] | None:
+        examples = dataset.splits[split].examples
+        if kind == "captions":
+            return [e.caption for e in examples]
+        if kind == "neighbours":
+            return neighbour_texts([e.id for e in examples], [e.words for e in examples])
+        if kind == "knowledge":
+            assert plan.knowledge is not None
+            return join_knowledge(examples, plan.knowledge).texts
+        if split in label_entries:
+            labels = ImageFeatures.load(label_entries[split])
+            return [_label_words(labels.label_words(i)) or None for i in range(len(examples))]
+        return None  # label words of a split without images: no such context
+
+    split_contexts: dict[str, list[TextContext | None]] = {}
+    for split in dataset.splits:
+        split_contexts[split] = [None]
+        for name in plan.contexts:
+            parts = [kind_texts(kind, split) for kind in context_parts(name)]
+            if any(p is None for p in parts):
+                continue
+            texts = join_parts([p for p in parts if p is not None])
+            split_contexts[split].append(TextContext(name, texts, plan.budget(name)))
+            if "knowledge" in context_parts(name):
+                with_text = sum(t is not None for t in texts)
+                console.print(
+                    f"  {dataset.name}/{split}: {name} for {with_text:,} of {len(texts):,} examples"
+                    + (
+                        f"; {len(texts) - with_text:,} without (an empty context)"
+                        if with_text < len(texts)
+                        else ""
+                    )
+                )
+
     total_words = 0
+    total_subwords = 0
     for spec in plan.text:
         encoder = build_text_encoder(spec, plan.word_options)
         for split in dataset.splits:
-            examples = dataset.splits[split].examples
-            contexts: list[TextContext | None] = [None]
-            for kind in plan.contexts:
-                if kind == "captions":
-                    contexts.append(TextContext("captions", [e.caption for e in examples]))
-                elif kind == "neighbours":
-                    texts = neighbour_texts([e.id for e in examples], [e.words for e in examples])
-                    contexts.append(TextContext("neighbours", texts))
-                elif split in label_entries:
-                    labels = ImageFeatures.load(label_entries[split])
-                    words = [_label_words(labels.label_words(i)) or None for i in range(len(examples))]
-                    contexts.append(TextContext("labels", words))
-            for context in contexts:
+            for context in split_contexts[split]:
                 if context is not None and not any(context.texts):
                     console.print(
                         f"  [yellow]{dataset.name}/{split}: no example has {context.kind}[/]: skipped"
@@ -108,11 +143,16 @@ def run(dataset: Dataset, plan: RunPlan, store: FeatureStore, console: Console) 
                 before = replace(encoder.stats)
                 result = build_text_entry(store, dataset, split, encoder, console, plan.chunk_size, context)
                 if context is not None:  # the same words again: count them once, with the plain entry
-                    encoder.stats = replace(before, context_truncated=encoder.stats.context_truncated)
+                    encoder.stats = replace(
+                        before,
+                        context_truncated=encoder.stats.context_truncated,
+                        input_subwords=encoder.stats.input_subwords,
+                    )
                 _say(console, result, "words")
                 total_words += 0 if result.cached else result.words
                 written.setdefault(f"text:{spec}", []).append(result.path)
         stats = encoder.stats
+        total_subwords += stats.input_subwords
         if stats.empty_words:
             console.print(
                 f"  {encoder.name}: {stats.empty_words} words had no subwords: read as the unknown token"
@@ -123,8 +163,13 @@ def run(dataset: Dataset, plan: RunPlan, store: FeatureStore, console: Console) 
                 f"{stats.windows} overlapping windows"
             )
         if stats.context_truncated:
-            console.print(f"  {encoder.name}: {stats.context_truncated} contexts were cut to half a window")
+            console.print(
+                f"  {encoder.name}: {stats.context_truncated:,} second segments were cut to their budget "
+                "(--context-budget; half a window at most), their first subwords kept"
+            )
     wall = time.perf_counter() - started
     rate = f", {total_words / wall:,.0f} words/s" if total_words else ""
+    if total_subwords:
+        rate += f", {total_subwords / wall:,.0f} subwords/s (second segments included)"
     console.print(f"[bold]done[/] in {wall:.1f} s wall{rate}, peak memory {peak_memory_mib():,.0f} MiB")
     return written

@@ -65,13 +65,17 @@ def text_encoder_like(name: str, identity: dict[str, Any], device: str = "auto")
 
     options = word_options(identity, device)
     encoder = build_text_encoder(name, options)
+    budget = identity.get("context_budget")
+    encoder.context_budget = int(budget) if budget is not None else None  # as the features were made
     if not identity:
         return encoder
-    problems = _differences(identity, encoder.identity(), {"context"})
+    ignore = {"context", "context_budget"}
+    problems = _differences(identity, encoder.identity(), ignore)
     hub = _hub_spec(identity.get("weights"))
     if problems and hub and not name.startswith("hf:") and "=" not in name:
         encoder = build_text_encoder(f"{name}={hub}", options)  # trained as NAME=hf:<hub id>
-        problems = _differences(identity, encoder.identity(), {"context"})
+        encoder.context_budget = int(budget) if budget is not None else None
+        problems = _differences(identity, encoder.identity(), ignore)
     if problems:
         raise ConfigError(
             f"text encoder {name} here is not the one the head was trained on ({'; '.join(problems)}): "

@@ -100,6 +100,7 @@ def train(
     text: opt.Text = DEFAULT_TEXT_ENCODER,
     vision: opt.Vision = None,
     context: opt.Context = "none",
+    context_budget: opt.ContextBudget = None,
     modality: opt.Modality = None,
     pooling: opt.Pooling = None,
     layers: opt.Layers = None,
@@ -143,8 +144,9 @@ def train(
 
     text = None if text in (None, "", "none") else text
     family = family_of_head(head)
-    inputs = InputSpec(dataset, text, vision, context, pooling, layers, label_map)
-    folder = run_dir or default_run_folder(dataset, head, text, vision, context, modality, seed)
+    inputs = InputSpec(dataset, text, vision, context, pooling, layers, label_map, context_budget)
+    run_context = context if context_budget is None else f"{context}-budget{context_budget}"
+    folder = run_dir or default_run_folder(dataset, head, text, vision, run_context, modality, seed)
     config = TrainConfig(
         seed=seed,
         epochs=epochs,
@@ -234,6 +236,14 @@ def predict(
         str | None,
         typer.Option(
             "--caption", help="The caption of the --text inputs (heads trained with --context captions)."
+        ),
+    ] = None,
+    knowledge: Annotated[
+        str | None,
+        typer.Option(
+            "--knowledge",
+            help="The LLM knowledge of the --text inputs (heads trained with --context knowledge); "
+            '"knowledge" per line of a JSONL --input. `featurize knowledge` writes it for a dataset.',
         ),
     ] = None,
     fmt: Annotated[str, typer.Option("--format", help="json (one object per line) or conll.")] = "json",
@@ -333,6 +343,7 @@ def predict(
         images,
         image_map,
         note,
+        knowledge,
     )
     written = format_predictions(predictor.predict(inputs), fmt)
     if out_file is None:

@@ -151,7 +151,9 @@ def _load_one(index: EntryIndex, spec: InputSpec, split: str, need_patches: bool
             texts[0].features if len(texts) == 1 else np.concatenate([t.features for t in texts], axis=1)
         )
         data = SplitData(split, words, tags, list(first.example_ids), features, first.offsets.copy())
-        if spec.context == "captions":
+        if spec.context != "none" and first.contexts is not None:  # stored as featurize read it
+            data.contexts = list(first.contexts)
+        elif spec.context == "captions":
             data.contexts = list(first.captions)
         elif spec.context == "labels":
             data.contexts = _label_contexts(index, spec, split, first.example_ids)

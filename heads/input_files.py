@@ -23,12 +23,13 @@ INPUT_FORMATS = ("auto", "text", "jsonl", "conll", "umt")
 @dataclass
 class PredictInput:
     """One text to tag: its words, its image files (none: text-only) and, for heads trained
-    with captions as a second segment, its caption."""
+    with a second segment, its caption and its LLM knowledge (``--context knowledge``)."""
 
     words: list[str]
     images: list[Path] = field(default_factory=list)
     caption: str | None = None
     id: str = ""
+    knowledge: str | None = None
 
 
 def inputs_from_texts(
@@ -36,9 +37,10 @@ def inputs_from_texts(
     image: Path | Sequence[Path] | None = None,
     caption: str | None = None,
     style: str = "tweet",
+    knowledge: str | None = None,
 ) -> list[PredictInput]:
-    """``--text`` values (raw strings, or word lists taken as given), each with ``image`` and
-    ``caption`` when given."""
+    """``--text`` values (raw strings, or word lists taken as given), each with ``image``,
+    ``caption`` and ``knowledge`` when given."""
     images = [] if image is None else [Path(image)] if isinstance(image, (str, Path)) else list(image)
     out = []
     for n, text in enumerate(texts, start=1):
@@ -47,7 +49,7 @@ def inputs_from_texts(
             raise ConfigError(
                 f"--text number {n} is empty" if not words else f"--text number {n} has an empty word"
             )
-        out.append(PredictInput(words, [Path(p) for p in images], caption, f"text:{n}"))
+        out.append(PredictInput(words, [Path(p) for p in images], caption, f"text:{n}", knowledge))
     return out
 
 
@@ -166,10 +168,14 @@ def read_inputs(
                         raise DataFormatError(path, number, f"image {v!r} not found (looked in {where})")
                     found.append(file)
                 break
-            caption = record.get("caption")
-            if caption is not None and not isinstance(caption, str):
-                raise DataFormatError(path, number, '"caption" must be a string')
-            out.append(PredictInput(words, found, caption, str(record.get("id", f"{path.stem}:{number}"))))
+            texts = {}
+            for text_key in ("caption", "knowledge"):
+                value = record.get(text_key)
+                if value is not None and not isinstance(value, str):
+                    raise DataFormatError(path, number, f'"{text_key}" must be a string')
+                texts[text_key] = value
+            example_id = str(record.get("id", f"{path.stem}:{number}"))
+            out.append(PredictInput(words, found, texts["caption"], example_id, texts["knowledge"]))
         return out
     examples = READERS.get(fmt)(path, None)
     unresolved = 0
@@ -198,16 +204,17 @@ def collect_inputs(
     images: Path | None = None,
     image_map: Path | None = None,
     note: Note | None = None,
+    knowledge: str | None = None,
 ) -> list[PredictInput]:
-    """What ``heads predict`` tags: the ``--text`` values (with ``--image``/``--caption``) and
-    then the inputs of ``--input``."""
+    """What ``heads predict`` tags: the ``--text`` values (with ``--image``/``--caption``/
+    ``--knowledge``) and then the inputs of ``--input``."""
     if not texts and input_file is None:
         raise ConfigError("nothing to tag: give --text TEXT (repeatable) or --input FILE")
-    if (image is not None or caption is not None) and not texts:
+    if (image is not None or caption is not None or knowledge is not None) and not texts:
         raise ConfigError(
-            "--image and --caption apply to --text; give them per input in a JSONL --input file"
+            "--image, --caption and --knowledge apply to --text; give them per input in a JSONL --input file"
         )
-    out = inputs_from_texts(texts or [], image, caption, style)
+    out = inputs_from_texts(texts or [], image, caption, style, knowledge)
     if input_file is not None:
         out += read_inputs(input_file, input_format, style, images, image_map, note)
     return out

@@ -14,11 +14,12 @@ from typing import Any
 
 from featurize.cache.schema import SCHEMA_VERSION, read_attrs
 from featurize.cache.store import FeatureStore, open_entry
+from featurize.contexts import CONTEXT_KINDS, canonical, default_budget
 from featurize.errors import CacheError, ConfigError
 from featurize.text import DEFAULT_TEXT_ENCODER
 from featurize.text.transformer import layers_label
 
-CONTEXTS = ("none", "captions", "labels", "neighbours")
+CONTEXTS = ("none", *CONTEXT_KINDS)  # and kinds joined with + (captions+knowledge)
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,9 @@ class InputSpec:
     """What a head reads. ``text`` may be None for heads that learn their own word embeddings;
     ``pooling``/``layers`` pick among entries of one encoder featurized several ways.
     ``dataset`` may name several corpora, comma-separated (each featurized on its own), read
-    as one; ``label_map`` maps their types onto one scheme (heads.label_maps)."""
+    as one; ``label_map`` maps their types onto one scheme (heads.label_maps).
+    ``context_budget`` picks among entries of one context featurized with several budgets
+    (None: the one featurize makes by default, or the only one there is)."""
 
     dataset: str
     text: str | None = DEFAULT_TEXT_ENCODER
@@ -35,6 +38,7 @@ class InputSpec:
     pooling: str | None = None
     layers: str | None = None
     label_map: str | None = None
+    context_budget: int | None = None
 
     def __post_init__(self) -> None:
         from heads.label_maps import resolve
@@ -42,8 +46,9 @@ class InputSpec:
         if not self.datasets:
             raise ConfigError("--dataset: name a dataset (several: comma-separated)")
         resolve(self.label_map)  # a malformed map fails here, before anything is read
-        if self.context not in CONTEXTS:
-            raise ConfigError(f"--context must be one of {', '.join(CONTEXTS)}, not {self.context!r}")
+        object.__setattr__(self, "context", canonical(self.context or "none"))
+        if self.context_budget is not None and self.context == "none":
+            raise ConfigError("--context-budget needs a --context")
         if self.context != "none" and not self.text:
             raise ConfigError("--context needs a text encoder (--text)")
 
@@ -57,8 +62,9 @@ class InputSpec:
 
     def describe(self) -> dict[str, object]:
         d = asdict(self)
-        if d["label_map"] is None:
-            del d["label_map"]  # a run record as before for a run on one corpus
+        for name in ("label_map", "context_budget"):
+            if d[name] is None:
+                del d[name]  # a run record (and its key) as before these options existed
         return d
 
 
@@ -89,6 +95,8 @@ class EntryIndex:
         vision = f" --vision {spec.vision}" if what == "vision" else ""
         text = f" --text {spec.text}" if what == "text" else ""
         ctx = f" --context {spec.context}" if spec.context != "none" and what == "text" else ""
+        if ctx and spec.context_budget is not None:
+            ctx += f" --context-budget {spec.context_budget}"
         return f"run `featurize {spec.dataset}{text}{vision}{ctx}` first (cache: {self.root})"
 
     def text_entry(self, spec: InputSpec, encoder: str, split: str) -> EntryInfo:
@@ -100,6 +108,7 @@ class EntryIndex:
             and e.meta.get("split") == split
             and e.meta.get("encoder") == encoder
             and e.meta.get("context", "none") == spec.context
+            and (spec.context_budget is None or e.meta.get("context_budget") == spec.context_budget)
             and (spec.pooling is None or e.meta.get("pooling") == spec.pooling)
             and (spec.layers is None or layers_label(e.meta.get("layers")) == spec.layers)
         ]
@@ -107,7 +116,12 @@ class EntryIndex:
         if not found:
             raise CacheError(
                 f"no cached {encoder} features{ctx} for {spec.dataset}/{split}: "
-                + self._hint(InputSpec(spec.dataset, encoder, context=spec.context), "text")
+                + self._hint(
+                    InputSpec(
+                        spec.dataset, encoder, context=spec.context, context_budget=spec.context_budget
+                    ),
+                    "text",
+                )
             )
         if len(found) > 1 and spec.pooling is None and spec.layers is None:
             # What `featurize <dataset> --text <encoder>` writes with its defaults wins a tie.
@@ -117,11 +131,12 @@ class EntryIndex:
             choices = "; ".join(
                 f"{e.path.name}: pooling={e.meta.get('pooling')} layers={layers_label(e.meta.get('layers'))} "
                 f"precision={e.meta.get('precision')} images={_images_option(e.meta)}"
+                + (f" context-budget={e.meta.get('context_budget')}" if spec.context != "none" else "")
                 for e in found
             )
             raise ConfigError(
                 f"{len(found)} cached {encoder} entries{ctx} fit {spec.dataset}/{split}; choose with "
-                f"--pooling/--layers, or remove the others with `featurize rm`: {choices}"
+                f"--pooling/--layers/--context-budget, or remove the others with `featurize rm`: {choices}"
             )
         return found[0]
 
@@ -162,7 +177,12 @@ def _is_featurize_default(meta: dict[str, object]) -> bool:
     # or ``hf:<id or folder>``, which gets the registry's default; NAME=... is read as NAME.
     name = str(meta.get("encoder", "")).split("=")[0]
     default_pooling = TEXT_ENCODERS.trait(name, "pooling")
-    return layers_label(meta.get("layers")) == "last4" and meta.get("pooling") == default_pooling
+    context = str(meta.get("context", "none"))
+    return (
+        layers_label(meta.get("layers")) == "last4"
+        and meta.get("pooling") == default_pooling
+        and meta.get("context_budget") == default_budget(context)
+    )
 
 
 def _images_option(meta: dict[str, object]) -> str:
@@ -190,6 +210,7 @@ def input_identity(index: EntryIndex, data: Any) -> dict[str, dict[str, object]]
         "stride",
         "precision",
         "context",
+        "context_budget",
         "vision_encoder",
     )
     by_key = {e.key: e.meta for e in index.entries}

@@ -37,13 +37,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Protocol
 
 import numpy as np
 
+from featurize.contexts import context_parts, join_parts
 from featurize.errors import ConfigError
 from featurize.rebuild import text_encoder_like, vision_encoder_like
 from heads.input_files import PredictInput, load_images
@@ -284,25 +285,42 @@ class Predictor:
     def _contexts(
         self, inputs: Sequence[PredictInput], label_words: list[str | None] | None
     ) -> list[str | None] | None:
+        """Per input, the second segment the head was trained with, made as featurize made it
+        (kinds joined by featurize.contexts.join_parts); a missing caption or knowledge text is
+        an error naming the inputs, before any model loads."""
         context = self.inputs.context
         if context == "none":
             return None
-        if context == "neighbours":  # the text around each input, where the caller has it
-            return [item.caption for item in inputs]
-        if context == "captions":
-            missing = [
-                item.id or str(n)
-                for n, item in enumerate(inputs, start=1)
-                if not (item.caption or "").strip()
-            ]
-            if missing:
-                shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-                raise ConfigError(
-                    f"this head was trained with image captions as a second segment (--context captions): "
-                    f'give each input a caption (--caption TEXT, or "caption" in a JSONL --input); missing for {shown}'
-                )
-            return [item.caption for item in inputs]
-        return label_words if label_words is not None else [None] * len(inputs)  # no image: no label words
+        parts: list[list[str | None]] = []
+        for kind in context_parts(context):
+            if kind == "neighbours":  # the text around each input, where the caller has it
+                parts.append([item.caption for item in inputs])
+            elif kind in ("captions", "knowledge"):
+                field_name = "caption" if kind == "captions" else "knowledge"
+                texts = [getattr(item, field_name) for item in inputs]
+                missing = [
+                    item.id or str(n)
+                    for n, (item, t) in enumerate(zip(inputs, texts), 1)
+                    if not (t or "").strip()
+                ]
+                if missing:
+                    shown = ", ".join(missing[:3]) + (
+                        f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+                    )
+                    how = (
+                        '--caption TEXT, or "caption" in a JSONL --input'
+                        if kind == "captions"
+                        else '--knowledge TEXT, or "knowledge" in a JSONL --input; `featurize knowledge` '
+                        "asks a chat model for it"
+                    )
+                    raise ConfigError(
+                        f"this head was trained with {context} as a second segment (--context {context}): "
+                        f"give each input its {field_name} ({how}); missing for {shown}"
+                    )
+                parts.append(texts)
+            else:  # label words; no image: none
+                parts.append(label_words if label_words is not None else [None] * len(inputs))
+        return join_parts(parts)
 
     def text_features(
         self, inputs: Sequence[PredictInput], label_words: list[str | None] | None = None
@@ -391,6 +409,7 @@ class Predictor:
         tokenizer: str = "auto",
         batch_size: int = DEFAULT_BATCH,
         scores: bool = False,
+        knowledge: Sequence[str | None] | None = None,
     ) -> list[Prediction]:
         """Tags and entity spans of every input, in order.
 
@@ -398,11 +417,12 @@ class Predictor:
         :func:`heads.words.tokenize`; ``tokenizer`` picks another style), a list of words taken
         as given, or a :class:`heads.input_files.PredictInput`. ``images`` gives per input an
         image path, a list of paths or None (text-only); ``captions`` per input its caption
-        (heads trained with ``--context captions``). ``batch_size`` inputs are featurized at a
+        (heads trained with ``--context captions``), ``knowledge`` its LLM knowledge (``--context
+        knowledge``, e.g. a line of a ``featurize knowledge`` file). ``batch_size`` inputs are featurized at a
         time, so a large file never holds all its features at once. ``scores``: also each word's
         confidence in its tag and each entity's ``score`` (the mean over its words).
         """
-        items = self._items(inputs, images, captions, tokenizer)
+        items = self._items(inputs, images, captions, tokenizer, knowledge)
         for n, item in enumerate(items, start=1):
             if not item.words or any(not w for w in item.words):
                 raise ConfigError(
@@ -430,11 +450,12 @@ class Predictor:
         images: Sequence[Any] | None,
         captions: Sequence[str | None] | None,
         tokenizer: str,
+        knowledge: Sequence[str | None] | None = None,
     ) -> list[PredictInput]:
         if isinstance(inputs, str):
             raise ConfigError('predict takes a list of inputs: predict(["Obama visits Paris"])')
         inputs = list(inputs)
-        for name, values in (("images", images), ("captions", captions)):
+        for name, values in (("images", images), ("captions", captions), ("knowledge", knowledge)):
             if values is not None and len(values) != len(inputs):
                 raise ConfigError(
                     f"{len(inputs)} inputs but {len(values)} {name}: give one per input (None for none)"
@@ -450,9 +471,11 @@ class Predictor:
             if images is not None and images[n] is not None:
                 given = images[n]
                 paths = [given] if isinstance(given, (str, Path)) else list(given)
-                item = PredictInput(item.words, [Path(p) for p in paths], item.caption, item.id)
+                item = replace(item, images=[Path(p) for p in paths])
             if captions is not None and captions[n] is not None:
-                item = PredictInput(item.words, item.images, captions[n], item.id)
+                item = replace(item, caption=captions[n])
+            if knowledge is not None and knowledge[n] is not None:
+                item = replace(item, knowledge=knowledge[n])
             items.append(item)
         return items
 

@@ -27,6 +27,7 @@ class TextFeatures:
     example_ids: list[str]
     image_ids: list[list[str]]
     captions: list[str | None]
+    contexts: list[str | None] | None = None  # the second segment as featurize read it (newer entries)
 
     @classmethod
     def load(cls, path: Path) -> TextFeatures:
@@ -46,6 +47,9 @@ class TextFeatures:
                 example_ids=read_strings(handle, "strings/example_ids"),
                 image_ids=[s.split("\t") if s else [] for s in read_strings(handle, "strings/image_ids")],
                 captions=[s or None for s in read_strings(handle, "strings/captions")],
+                contexts=[s or None for s in read_strings(handle, "strings/contexts")]
+                if "strings/contexts" in handle
+                else None,
             )
 
     def __len__(self) -> int:

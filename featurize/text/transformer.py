@@ -76,6 +76,10 @@ class WordFeatureOptions:
     batch_size: int = 32
     bf16: bool | None = None  # None: bf16 autocast where the hardware runs it natively
     sort_by_length: bool = True
+    # what "length" is: the whole input, second segment included ("input"), or only the words
+    # being tagged ("words": the order before second segments were budgeted, kept so
+    # `bench featurize --context` can measure the two in one run). Speed only, not in the key.
+    sort_by: str = "input"
     device: str = "auto"
     weights_format: str = "auto"
 
@@ -89,6 +93,8 @@ class WordFeatureOptions:
         parse_layers(self.layers)
         if self.batch_size < 1:
             raise ConfigError("--batch-size must be at least 1")
+        if self.sort_by not in ("input", "words"):
+            raise ConfigError(f"sort_by {self.sort_by!r}: input or words")
 
     def resolved(self, pooling: str = "first", weights_format: str = "fp32") -> WordFeatureOptions:
         """Fill "auto" fields with an encoder's defaults."""
@@ -141,6 +147,7 @@ class EncodeStats:
     windowed_examples: int = 0  # examples longer than one window
     windows: int = 0  # the windows those examples were read in (a one-window example counts none)
     context_truncated: int = 0
+    input_subwords: int = 0  # subwords read: the words' and the second segments' (no special tokens)
 
 
 class TransformerWordEncoder:
@@ -151,6 +158,10 @@ class TransformerWordEncoder:
         self.weights = weights
         self.options = options.resolved()
         self.stats = EncodeStats()
+        # Subwords of a second segment read at most (None: half a window). Set per context by
+        # whoever encodes (featurize.build, featurize.rebuild from a stored identity); it is
+        # part of the context's identity, not of the encoder's, so plain entries keep their keys.
+        self.context_budget: int | None = None
         self._model: Any = None
         self._tokenizer: Any = None
 
@@ -269,13 +280,20 @@ class TransformerWordEncoder:
         head = self._pair_prefix + window + self._pair_middle
         return head + context + self._pair_suffix, len(head)
 
+    def context_limit(self) -> int:
+        """Subwords of a second segment kept: the budget, and never over half a window, so the
+        words being tagged always keep at least half of the model's length. The first subwords
+        are kept (a knowledge text names its entities first, its reasoning after)."""
+        self.load()
+        specials = len(self._pair_prefix) + len(self._pair_middle) + len(self._pair_suffix)
+        half = (self._max_length - specials) // 2
+        return half if self.context_budget is None else max(0, min(self.context_budget, half))
+
     def _context_ids(self, contexts: list[str | None] | None, n: int) -> list[list[int] | None]:
-        """Subwords of each example's second segment, cut to half a window at most: the words
-        being tagged always keep at least half of the model's length."""
+        """Subwords of each example's second segment, cut to :meth:`context_limit`."""
         if contexts is None:
             return [None] * n
-        specials = len(self._pair_prefix) + len(self._pair_middle) + len(self._pair_suffix)
-        limit = (self._max_length - specials) // 2
+        limit = self.context_limit()
         split = [text.split() if text else [] for text in contexts]
         present = [i for i, words in enumerate(split) if words]
         encoded = self._tokenizer(
@@ -375,8 +393,16 @@ class TransformerWordEncoder:
         pieces, jobs, flat = plan.pieces, plan.jobs, plan.flat
         owners, words_per_job = plan.owners, plan.words_per_job
         order = list(range(len(jobs)))
+        context_ids = plan.context_ids
+        lengths = [jobs[j][2] - jobs[j][1] + len(context_ids[jobs[j][0]] or ()) for j in range(len(jobs))]
+        self.stats.input_subwords += sum(lengths)
         if self.options.sort_by_length:
-            order.sort(key=lambda j: jobs[j][2] - jobs[j][1], reverse=True)
+            # by the whole input, second segment included: a batch pads to its longest input,
+            # and a long knowledge text beside a short tweet is most of that length
+            if self.options.sort_by == "words":
+                order.sort(key=lambda j: jobs[j][2] - jobs[j][1], reverse=True)
+            else:
+                order.sort(key=lambda j: lengths[j], reverse=True)
         outputs: list[np.ndarray | None] = [None] * len(jobs)
         autocast = torch.autocast(self._device.type, dtype=torch.bfloat16, enabled=self.options.use_bf16)
         with torch.inference_mode(), autocast:

@@ -13,10 +13,10 @@ from llm_stub_server import StubServer, words_of
 
 from bench.cli import main as bench_main
 from bench.llm_answers import check_answer
-from bench.llm_client import ChatClient, ServerError
 from bench.llm_prompt import PromptBuilder, PromptTemplate, answer_schema, few_shot
 from featurize.errors import ConfigError, DataFormatError
 from featurize.example import Example
+from featurize.llm_client import ChatClient, ServerError
 
 LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
 

@@ -38,7 +38,13 @@ _FALLBACK = {"json_schema": "json_object", "json_object": "off"}
 
 
 class ServerError(MnerError):
-    """The server could not be used (refused, unreachable after every retry, bad key)."""
+    """The server could not be used (refused, unreachable after every retry, bad key).
+    ``status`` is the last HTTP status (None for a time-out or a refused connection), so a
+    caller can tell a refused key (every request will fail) from one request that failed."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class _FormatRefused(Exception):
@@ -99,7 +105,7 @@ class ChatClient:
         )
         self.base_url = base_url
         # what the cache key names as the server: its address, or a stable name for a server
-        # started per run at a random port (``bench llm --base-url local``)
+        # started per run at a random port (``--base-url local``)
         self.server_identity = server_identity or base_url
         self.model = model
         self.cache_dir = cache_dir
@@ -207,7 +213,7 @@ class ChatClient:
                         self._learn_mode(self.mode)
                 continue
             except self._openai.APIStatusError as err:
-                raise ServerError(_describe(err, self.base_url)) from None
+                raise ServerError(_describe(err, self.base_url), err.status_code) from None
             self._store(key, body, text, usage)
             return Reply(text, False, sent, mode)
 
@@ -237,7 +243,10 @@ class ChatClient:
             self.stats.add(backoffs=1, waited_seconds=wait)
             self._sleep(wait)
         assert last is not None
-        raise ServerError(f"{_describe(last, self.base_url)} (gave up after {self.attempts} attempts)")
+        raise ServerError(
+            f"{_describe(last, self.base_url)} (gave up after {self.attempts} attempts)",
+            getattr(last, "status_code", None),
+        )
 
     def _format_refused(self, err: Exception, body: dict[str, object]) -> bool:
         if not (self.auto and "response_format" in body and self.mode in _FALLBACK):

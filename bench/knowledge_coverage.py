@@ -1,0 +1,126 @@
+"""``bench knowledge``: how much of a knowledge file an encoder reads, and where its signal is.
+
+A knowledge text (PGIM's, or one ``featurize knowledge`` wrote) names the entities a chat model
+sees, then reasons about the text and the image. Read as a second segment it is cut to a subword
+budget (``--context-budget``). This report says, per split, without loading any model (the
+encoder's tokenizer only):
+
+- how long the texts are in the encoder's subwords, and the share cut at each budget;
+- how many gold entity mentions the knowledge names at all, in its entity list (before
+  "Reasoning"), and within the first B subwords for each budget B: a mention cut away cannot
+  help, and one the list already names is most of what the reasoning adds.
+
+It is the measurement behind the default budget's range and behind why T15 gains less than T17
+from PGIM's knowledge (docs/knowledge.md).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from featurize.datasets import LoadOptions, load_dataset
+from featurize.datasets import data_dir as root_of
+from featurize.example import Example
+from featurize.knowledge import join_knowledge, knowledge_file, read_knowledge
+from heads.report_table import Report
+
+_REASONING = re.compile(r"\breasoning\s*:", re.IGNORECASE)
+BUDGETS = (64, 96, 128, 192, 256)
+
+
+@dataclass
+class CoverageRequest:
+    datasets: Sequence[str] = ("t15", "t17")
+    text: str = "mpnet"
+    budgets: Sequence[int] = BUDGETS
+    knowledge: Path | None = None  # None: each dataset's own file
+    data_dir: Path | None = None
+
+
+def entity_list(text: str) -> str:
+    """The part of a knowledge text before its reasoning (all of it when it has none)."""
+    found = _REASONING.search(text)
+    return text[: found.start()] if found else text
+
+
+def _mentions(example: Example) -> list[str]:
+    from seqeval.metrics.sequence_labeling import get_entities  # the metric's own span reading
+
+    return [" ".join(example.words[s : e + 1]) for _, s, e in get_entities(list(example.labels))]
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.lower().replace("#", " ").replace("@", " ").split())
+
+
+def coverage(request: CoverageRequest) -> list[Report]:
+    """One table: a row per dataset and split."""
+    from transformers import AutoTokenizer
+
+    from featurize.text import build_text_encoder
+    from featurize.text.transformer import WordFeatureOptions
+
+    encoder = build_text_encoder(request.text, WordFeatureOptions())
+    tokenizer = AutoTokenizer.from_pretrained(encoder.weights.folder())
+    budgets = sorted(set(int(b) for b in request.budgets))
+    rows: list[dict[str, object]] = []
+    for name in request.datasets:
+        options = LoadOptions(data_dir=request.data_dir, use_captions=False)
+        dataset = load_dataset(name, options)
+        source = knowledge_file(name, dataset.spec.knowledge, root_of(request.data_dir), request.knowledge)
+        knowledge = read_knowledge(source)
+        for split, loaded in dataset.splits.items():
+            joined = join_knowledge(loaded.examples, knowledge)
+            lengths: list[int] = []
+            mentions = named = listed = 0
+            within = dict.fromkeys(budgets, 0)
+            for example, text in zip(loaded.examples, joined.texts):
+                gold = [_normal(m) for m in _mentions(example)]
+                mentions += len(gold)
+                if text is None:
+                    continue
+                encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+                offsets = encoded["offset_mapping"]
+                lengths.append(len(offsets))
+                whole, head = _normal(text), _normal(entity_list(text))
+                cut = {
+                    b: _normal(text[: offsets[min(b, len(offsets)) - 1][1]]) if offsets else ""
+                    for b in budgets
+                }
+                for mention in gold:
+                    named += mention in whole
+                    listed += mention in head
+                    for b in budgets:
+                        within[b] += mention in cut[b]
+            array = np.array(lengths or [0])
+            row: dict[str, object] = {
+                "dataset": name,
+                "split": split,
+                "examples": len(loaded.examples),
+                "with knowledge": joined.found,
+                "subwords p50": int(np.percentile(array, 50)),
+                "p90": int(np.percentile(array, 90)),
+                "max": int(array.max()),
+                "gold mentions": mentions,
+                "named anywhere %": 100 * named / max(1, mentions),
+                "in entity list %": 100 * listed / max(1, mentions),
+            }
+            for b in budgets:
+                row[f"cut at {b} %"] = 100 * float((array > b).mean())
+            for b in budgets:
+                row[f"named in first {b} %"] = 100 * within[b] / max(1, mentions)
+            rows.append(row)
+    columns = list(rows[0]) if rows else []
+    report = Report(f"Knowledge read by {request.text}'s tokenizer", columns, rows)
+    report.notes += [
+        "Subwords: the knowledge text alone, as the encoder's tokenizer splits it (no special tokens).",
+        "A gold mention is 'named' when its words (lower-cased, # and @ dropped) occur in the text; "
+        "'in entity list' counts the part before 'Reasoning:'; 'named in first B' the part a budget "
+        "of B subwords keeps.",
+    ]
+    return [report]
