@@ -48,10 +48,92 @@ def entity_list(text: str) -> str:
     return text[: found.start()] if found else text
 
 
-def _mentions(example: Example) -> list[str]:
+_ITEM = re.compile(r"\d+\.\s*([^()]+?)\s*\(([^)]*)\)")
+# the kind words PGIM's answers use, read onto the four Twitter types (first match wins)
+_KINDS = (
+    (
+        "PER",
+        (
+            "person",
+            "people",
+            "player",
+            "singer",
+            "actor",
+            "actress",
+            "artist",
+            "politician",
+            "rapper",
+            "musician",
+            "athlete",
+            "celebrity",
+            "president",
+            "character",
+            "author",
+            "user",
+        ),
+    ),
+    (
+        "LOC",
+        (
+            "location",
+            "place",
+            "city",
+            "country",
+            "state",
+            "region",
+            "continent",
+            "town",
+            "venue",
+            "street",
+            "area",
+            "island",
+            "stadium",
+            "building",
+        ),
+    ),
+    (
+        "ORG",
+        (
+            "organization",
+            "organisation",
+            "team",
+            "company",
+            "band",
+            "league",
+            "club",
+            "group",
+            "party",
+            "university",
+            "school",
+            "network",
+            "brand",
+            "agency",
+            "government",
+            "news",
+            "media",
+        ),
+    ),
+)
+
+
+def kind_type(kind: str) -> str:
+    """The type a knowledge text's kind words name: PER, LOC, ORG, else MISC."""
+    lowered = kind.lower()
+    for name, words in _KINDS:
+        if any(word in lowered for word in words):
+            return name
+    return "MISC"
+
+
+def listed_kinds(text: str) -> list[tuple[str, str]]:
+    """``(name, type)`` of each numbered item of the entity list (``1. Kawhi Leonard (person)``)."""
+    return [(_normal(name), kind_type(kind)) for name, kind in _ITEM.findall(entity_list(text))]
+
+
+def _mentions(example: Example) -> list[tuple[str, str]]:
     from seqeval.metrics.sequence_labeling import get_entities  # the metric's own span reading
 
-    return [" ".join(example.words[s : e + 1]) for _, s, e in get_entities(list(example.labels))]
+    return [(" ".join(example.words[s : e + 1]), kind) for kind, s, e in get_entities(list(example.labels))]
 
 
 def _normal(text: str) -> str:
@@ -77,13 +159,22 @@ def coverage(request: CoverageRequest) -> list[Report]:
         for split, loaded in dataset.splits.items():
             joined = join_knowledge(loaded.examples, knowledge)
             lengths: list[int] = []
-            mentions = named = listed = 0
+            mentions = named = listed = typed = agree = 0
             within = dict.fromkeys(budgets, 0)
             for example, text in zip(loaded.examples, joined.texts):
-                gold = [_normal(m) for m in _mentions(example)]
+                gold_typed = [(_normal(m), kind) for m, kind in _mentions(example)]
+                gold = [m for m, _ in gold_typed]
                 mentions += len(gold)
                 if text is None:
                     continue
+                items = listed_kinds(text)
+                for mention, kind in gold_typed:
+                    match = next(
+                        (t for name, t in items if mention and (mention == name or mention in name)), None
+                    )
+                    if match is not None:
+                        typed += 1
+                        agree += match == kind
                 encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
                 offsets = encoded["offset_mapping"]
                 lengths.append(len(offsets))
@@ -109,6 +200,8 @@ def coverage(request: CoverageRequest) -> list[Report]:
                 "gold mentions": mentions,
                 "named anywhere %": 100 * named / max(1, mentions),
                 "in entity list %": 100 * listed / max(1, mentions),
+                "listed with a kind %": 100 * typed / max(1, mentions),
+                "kind = gold type %": 100 * agree / max(1, typed),
             }
             for b in budgets:
                 row[f"cut at {b} %"] = 100 * float((array > b).mean())
@@ -122,5 +215,8 @@ def coverage(request: CoverageRequest) -> list[Report]:
         "A gold mention is 'named' when its words (lower-cased, # and @ dropped) occur in the text; "
         "'in entity list' counts the part before 'Reasoning:'; 'named in first B' the part a budget "
         "of B subwords keeps.",
+        "'listed with a kind': the mention is a numbered item 'N. name (kind)' of the entity list; "
+        "'kind = gold type': that kind, read onto PER/LOC/ORG/MISC by keywords (person, city, team, ...; "
+        "anything else MISC), is the gold type.",
     ]
     return [report]

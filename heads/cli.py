@@ -425,7 +425,7 @@ def report(
     from heads.report_table import Report
 
     rows = summarise(load_records(runs))
-    columns = list(rows[0])
+    columns = list(dict.fromkeys(k for row in rows for k in row))  # per-type columns differ by dataset
     table = Report(
         "Heads on cached features (mean ± std over seeds)",
         columns,

@@ -50,12 +50,15 @@ def config_label(record: dict) -> tuple[str, str, str, str, str, str, str]:
     text = inputs.get("text") or HEADS.trait(record["head"], "own_words")[0]
     if inputs.get("pooling"):
         text += f" ({inputs['pooling']})"
+    context = str(inputs.get("context", "none"))
+    if inputs.get("context_budget") is not None:
+        context += f" (budget {inputs['context_budget']})"
     return (
         str(inputs["dataset"]),
         str(record["head"]),
         str(record.get("modality", "text")),
         text,
-        str(inputs.get("context", "none")),
+        context,
         str(inputs.get("vision") or "-"),
         options_label(record),
     )
@@ -97,6 +100,13 @@ def summarise(records: list[dict]) -> list[dict[str, object]]:
                 "_dev": dev_f1,
             }
         )
+        per_type: dict[str, list[float]] = defaultdict(list)
+        for r in runs:
+            for kind, scores in (r["metrics"]["test"].get("entity_per_type") or {}).items():
+                per_type[kind].append(100 * float(scores["f1-score"]))
+        for kind in sorted(per_type):  # where a context helps shows per type (MISC, ORG)
+            mean, std = _mean_std(per_type[kind])
+            rows[-1][f"test {kind} F1"] = f"{mean:.2f} ± {std:.2f}"
     rows.sort(key=lambda row: (row["dataset"], -float(row["_dev"])))  # type: ignore[arg-type]
     for row in rows:
         del row["_dev"]
