@@ -62,10 +62,18 @@ def serve(
     from annotate.app import create_app
 
     parsed = [t.strip() for t in types.split(",") if t.strip()] if types else None
+    port = port or free_port(host)  # known before the app: it accepts only its own Host and Origin
     application = create_app(
-        images, out_file, parsed, model, lang, label_map, lambda message: out.print(message, highlight=False)
+        images,
+        out_file,
+        parsed,
+        model,
+        lang,
+        label_map,
+        lambda message: out.print(message, highlight=False),
+        port=port,
+        host=host,
     )
-    port = port or free_port(host)
     out.print(
         f"annotate: [bold]http://{host}:{port}/[/]  (scans {images}, dataset {out_file}; Ctrl-C to stop)"
     )

@@ -7,10 +7,14 @@ const COLORS = ["PER", "LOC", "BUI", "MIS"];
 const colorOf = (type) => { const i = S.types.indexOf(type);
   return `var(--${COLORS.includes(type) ? type : "t" + (i + 1)})`; };
 
+// The server's session token, put into the page by the server: every request that changes
+// something carries it (the server refuses one without it, so other sites cannot).
+const TOKEN = document.querySelector("meta[name=annotate-token]").content;
+
 function say(text, kind = "") { const m = $("message"); m.textContent = text; m.className = kind; }
 async function api(path, body) {
   const r = await fetch(path, body === undefined ? {} : { method: "POST",
-    headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+    headers: { "Content-Type": "application/json", "X-Annotate-Token": TOKEN }, body: JSON.stringify(body) });
   const data = await r.json().catch(() => ({ detail: r.statusText }));
   if (!r.ok) throw new Error(typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail));
   return data;

@@ -109,15 +109,22 @@ def test_bad_out_and_bad_lines_are_refused(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- the API
 
 
-@pytest.fixture
-def client(scans: Path, tmp_path: Path):  # noqa: ANN201
+def local_client(app):  # noqa: ANN001, ANN201
+    """A test client that calls as the page does: its own Host, the session token."""
     from fastapi.testclient import TestClient
 
+    from annotate.guard import TOKEN_HEADER
+
+    return TestClient(app, base_url="http://127.0.0.1:8000", headers={TOKEN_HEADER: app.state.token})
+
+
+@pytest.fixture
+def client(scans: Path, tmp_path: Path):  # noqa: ANN201
     from annotate.app import create_app
 
     (scans / "notes.txt").write_text("not an image")
     (scans / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    return TestClient(create_app(scans, tmp_path / "out" / "set.jsonl"))
+    return local_client(create_app(scans, tmp_path / "out" / "set.jsonl", port=8000))
 
 
 def test_api_ocr_tokenize_save_resume(client, tmp_path: Path) -> None:  # noqa: ANN001
@@ -243,7 +250,9 @@ def server(scans: Path, tmp_path: Path):  # noqa: ANN201
     (scans / "zz-broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")  # listed last
     out = tmp_path / "out" / "set.jsonl"
     port = free_port("127.0.0.1")
-    config = uvicorn.Config(create_app(scans, out), host="127.0.0.1", port=port, log_level="warning")
+    config = uvicorn.Config(
+        create_app(scans, out, port=port), host="127.0.0.1", port=port, log_level="warning"
+    )
     running = uvicorn.Server(config)
     thread = threading.Thread(target=running.run, daemon=True)
     thread.start()
@@ -318,7 +327,6 @@ def test_page_draw_ocr_label_save_reload(server, tmp_path: Path) -> None:  # noq
 
 def test_model_pre_labels_and_changes_are_counted(scans: Path, tmp_path: Path, mini) -> None:  # noqa: ANN001
     """--model: a head trained on the T17 subset suggests labels; saving counts the ones changed."""
-    from fastapi.testclient import TestClient
     from heads_data import DATASET
 
     from annotate.app import create_app
@@ -332,8 +340,8 @@ def test_model_pre_labels_and_changes_are_counted(scans: Path, tmp_path: Path, m
         mini.cache,
         model,
     )
-    client = TestClient(create_app(scans, tmp_path / "set.jsonl", ["PER", "LOC", "MIS"], model))
-    assert client.get("/api/state").json()["model"] == str(model)
+    client = local_client(create_app(scans, tmp_path / "set.jsonl", ["PER", "LOC", "MIS"], model))
+    assert client.get("/api/state").json()["model"] == model.name  # no server path in an answer
     text = "Obama besucht Paris mit Angela Merkel"
     answer = client.post("/api/tokenize", json={"index": 0, "text": text}).json()
     suggested = answer["suggested"]
@@ -343,8 +351,11 @@ def test_model_pre_labels_and_changes_are_counted(scans: Path, tmp_path: Path, m
     saved = client.post(
         "/api/save", json={"index": 0, "text": answer["tokens"], "label": final, "suggested": suggested}
     ).json()["item"]
+    on_disk = json.loads((tmp_path / "set.jsonl").read_text(encoding="utf-8"))
+    assert on_disk["suggestions"]["model"] == str(model)  # the dataset keeps the run as given
+    assert saved["suggestions"] == on_disk["suggestions"] | {"model": model.name}
     assert saved["suggestions"] == {
-        "model": str(model),
+        "model": model.name,
         "label_map": {
             "spec": "auto",
             "used": "hicbam",

@@ -136,12 +136,15 @@ def test_serve_maps_the_models_types_onto_the_session(
     from fastapi.testclient import TestClient
 
     from annotate.app import create_app
+    from annotate.guard import TOKEN_HEADER
 
     scans = tmp_path / "scans"
     scans.mkdir()
     Image.open(data_dir / "heimatbuch_snippets" / "100.PNG").save(scans / "100.png")
     notes: list[str] = []
-    client = TestClient(create_app(scans, tmp_path / "set.jsonl", None, hipe_model, note=notes.append))
+    app = create_app(scans, tmp_path / "set.jsonl", None, hipe_model, note=notes.append)
+    # as the page calls: its own Host (the port the app serves), the session token
+    client = TestClient(app, base_url="http://127.0.0.1:8000", headers={TOKEN_HEADER: app.state.token})
     state = client.get("/api/state").json()
     assert state["label_map"] == {
         "spec": "auto",
@@ -163,7 +166,8 @@ def test_serve_maps_the_models_types_onto_the_session(
     ).json()["item"]
     assert saved["suggestions"]["changed"] == 1
     assert saved["suggestions"]["label_map"]["used"] == "hicbam"
-    none = TestClient(create_app(scans, tmp_path / "set2.jsonl", None, hipe_model, label_map="none"))
+    app = create_app(scans, tmp_path / "set2.jsonl", None, hipe_model, label_map="none")
+    none = TestClient(app, base_url="http://127.0.0.1:8000", headers={TOKEN_HEADER: app.state.token})
     answer = none.post("/api/tokenize", json={"index": 0, "text": "Verein Eger um 1850"}).json()
     assert answer["suggested"] == ["O", "O", "O", "O"]  # no map: the lower-case names fit no type
     with pytest.raises(ConfigError, match="give --model"):
