@@ -324,3 +324,61 @@ def test_the_grid_plans_knowledge_rows_beside_text_only(tmp_path: Path, tiny_ber
     cells, _ = plan(EntryIndex(tmp_path / "cache"), GridOptions(heads=["linear"], seeds=1, visions=[]))
     contexts = [c.context for c in cells if c.text == f"hf:{tiny_bert}"]
     assert contexts == ["none", "knowledge", "captions+knowledge"]
+
+
+def test_fine_tuning_reads_knowledge_to_its_budget_and_predicts_alike(
+    tmp_path: Path, tiny_bert: Path
+) -> None:
+    """``bench finetune --context knowledge``: the live encoder reads the stored texts to the
+    entry's budget, and the saved run predicts what it scored, given each input's knowledge."""
+    from dataclasses import fields
+
+    from featurize.api import featurize_dataset
+    from heads import finetuned
+    from heads.experiment import RunSpec
+    from heads.families import load
+    from heads.finetune import LiveEncoders, build_model, evaluate_split
+    from heads.input_files import PredictInput
+    from heads.inputs import InputSpec
+    from heads.train_config import EncoderTraining, TrainConfig, finetune_config
+    from heads.trainer import fit
+
+    cache = tmp_path / "cache"
+    featurize_dataset(
+        _toy(tmp_path, 24),
+        format="jsonl",
+        split_fractions="0.5,0.25,0.25",
+        text=f"hf:{tiny_bert}",
+        context="knowledge",
+        knowledge=_knowledge(tmp_path, 24),
+        context_budget=8,
+        bf16=False,
+        cache_dir=cache,
+        console=Console(file=io.StringIO()),
+    )
+    settings = {"epochs": 1, "batch_size": 8, "precision": "fp32", "init": "random"}
+    mine = {f.name for f in fields(EncoderTraining)}
+    config = finetune_config(
+        EncoderTraining(**{k: v for k, v in settings.items() if k in mine}),
+        **{k: v for k, v in settings.items() if k not in mine},
+    )
+    inputs = InputSpec("toy.jsonl", f"hf:{tiny_bert}", context="knowledge")
+    spec = RunSpec("linear", inputs, "text", train=TrainConfig(seed=0, epochs=1, threads=1))
+    model, extras, identity = build_model(spec, config, cache, None, lambda _m: None)
+    assert model.text[0].encoder.context_budget == 8
+    fit(LiveEncoders(model, extras, config), config)
+    test = extras["data"]["test"]
+    _, expected = evaluate_split(model, test, extras["vocab"], extras["needs"], 64)
+    saved = {
+        "inputs": extras["inputs"].describe(),
+        "input_identity": identity,
+        "entries": {},
+        "train_config": {},
+        "vocab": extras["vocab"].to_json() if extras["vocab"] else None,
+    }
+    folder = finetuned.save(tmp_path / "run", model, saved)
+    items = [
+        PredictInput(list(words), knowledge=test.contexts[i] or "none", id=str(i))
+        for i, words in enumerate(test.words)
+    ]
+    assert [p.tags for p in load(folder).predict(items)] == expected
