@@ -166,6 +166,14 @@ def heads_grid(
         bool, typer.Option("--dry-run", help="List the cells and skips, run nothing.")
     ] = False,
     cache: opt.CacheDir = None,
+    engine: opt.Engine = RUN.engine,
+    ray_address: opt.RayAddress = None,
+    gpus_per_cell: Annotated[
+        float,
+        typer.Option(
+            "--gpus-per-cell", help="With --engine ray: the GPU share of each cell (0: CPU only).", min=0
+        ),
+    ] = RUN.gpus_per_cell,
 ) -> None:
     """Train and evaluate every head x cached input combination x dataset x seed; resumable.
 
@@ -190,7 +198,9 @@ def heads_grid(
         all=all_,
         train=replace(GRID, epochs=epochs, patience=patience, batch_size=batch_size, precision=precision),
     )
-    how = GridRun(runs, workers, threads, save_models, report_only, dry_run)
+    how = GridRun(
+        runs, workers, threads, save_models, report_only, dry_run, engine, ray_address, gpus_per_cell
+    )
     outcome = run(options, how, cache_dir(cache), out, Console(stderr=True), _command())
     if outcome.failed:
         raise typer.Exit(1)
@@ -239,13 +249,36 @@ def knowledge(
         str, typer.Option("--budgets", help="Subword budgets to report, comma-separated.")
     ] = ",".join(str(b) for b in KNOWLEDGE_BUDGETS),
     knowledge_file: opt.KnowledgeFile = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            help="A head trained with --context knowledge: score it on the examples --knowledge FILE covers, "
+            "with that file's knowledge and with the dataset's own (instead of the coverage table).",
+        ),
+    ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option("--baseline", help="With --model: a head without knowledge, on the same examples."),
+    ] = None,
+    split: Annotated[str, typer.Option("--split", help="With --model: the split to score.")] = "test",
     data_dir: opt.DataDir = None,
+    cache: opt.CacheDir = None,
     output: opt.ReportFolder = Path("runs/bench"),
 ) -> None:
     """How much of each split's knowledge an encoder reads at each --context-budget, and how
     many gold mentions the knowledge names (anywhere, in its entity list, in the part a budget
-    keeps). Loads the encoder's tokenizer only."""
-    from bench.knowledge_coverage import CoverageRequest, coverage
+    keeps). Loads the encoder's tokenizer only. With --model: a knowledge file's effect on a
+    head trained with another (e.g. a local model's knowledge against PGIM's)."""
+    from bench.knowledge_coverage import CoverageRequest, SwapRequest, coverage, swap
+
+    if model is not None:
+        if knowledge_file is None:
+            raise typer.BadParameter("--model needs --knowledge FILE", param_hint="--knowledge")
+        report = swap(SwapRequest(model, knowledge_file, split, baseline, data_dir, cache_dir(cache)))
+        report.command = _command()
+        _save(report, output, "knowledge-swap")
+        return
 
     try:
         chosen = [int(b) for b in opt.names(budgets) or []]

@@ -25,6 +25,7 @@ import numpy as np
 
 from featurize.datasets import LoadOptions, load_dataset
 from featurize.datasets import data_dir as root_of
+from featurize.errors import ConfigError
 from featurize.example import Example
 from featurize.knowledge import join_knowledge, knowledge_file, read_knowledge
 from heads.report_table import Report
@@ -220,3 +221,74 @@ def coverage(request: CoverageRequest) -> list[Report]:
         "anything else MISC), is the gold type.",
     ]
     return [report]
+
+
+@dataclass
+class SwapRequest:
+    """``bench knowledge --model``: one head trained with knowledge, scored on the examples a
+    knowledge file covers, with that file's knowledge and with the dataset's own."""
+
+    model: Path
+    knowledge: Path
+    split: str = "test"
+    baseline: Path | None = None  # a head without knowledge, scored on the same examples
+    data_dir: Path | None = None
+    cache_dir: Path | None = None
+
+
+def swap(request: SwapRequest) -> Report:
+    """Entity F1 of one knowledge head on the examples ``request.knowledge`` names: the head
+    reads the dataset's own knowledge (what it was trained with) and then the file's, so the
+    file's quality shows as the change in F1 on the same examples; a ``baseline`` head without
+    knowledge gives the floor."""
+    from heads.families import load
+    from heads.input_files import PredictInput
+    from heads.metrics import all_scores
+
+    predictor = load(request.model, request.cache_dir)
+    if "knowledge" not in predictor.inputs.context:
+        raise ConfigError(f"{request.model} was not trained with --context knowledge")
+    name = predictor.inputs.dataset
+    dataset = load_dataset(name, LoadOptions(data_dir=request.data_dir), [request.split])
+    examples = dataset.splits[request.split].examples
+    theirs = join_knowledge(examples, read_knowledge(request.knowledge))
+    own_file = knowledge_file(name, dataset.spec.knowledge, root_of(request.data_dir), None)
+    own = join_knowledge(examples, read_knowledge(own_file))
+    chosen = [i for i, t in enumerate(theirs.texts) if t is not None and own.texts[i] is not None]
+    if not chosen:
+        raise ConfigError(f"{request.knowledge}: no line names an example of {name}/{request.split}")
+    gold = [examples[i].labels for i in chosen]
+
+    def score(texts: list[str | None] | None, model: Path | None = None) -> dict[str, object]:
+        runner = predictor if model is None else load(model, request.cache_dir)
+        items = [
+            PredictInput(
+                list(examples[i].words),
+                caption=examples[i].caption,
+                id=examples[i].id,
+                knowledge=texts[i] if texts is not None else None,
+            )
+            for i in chosen
+        ]
+        tags = [p.tags for p in runner.predict(items)]
+        scores = all_scores(gold, tags)
+        per_type = scores["entity_per_type"]
+        assert isinstance(per_type, dict)
+        row: dict[str, object] = {"entity F1": 100 * float(scores["entity_f1"])}  # type: ignore[arg-type]
+        for kind in sorted(per_type):
+            row[f"{kind} F1"] = 100 * float(per_type[kind]["f1-score"])
+        return row
+
+    rows = [
+        {"head": str(request.model), "knowledge": f"{own_file.name} (trained with)"} | score(own.texts),
+        {"head": str(request.model), "knowledge": request.knowledge.name} | score(theirs.texts),
+    ]
+    if request.baseline is not None:
+        rows.append({"head": str(request.baseline), "knowledge": "none"} | score(None, request.baseline))
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    report = Report(f"Knowledge swapped on {len(chosen)} examples of {name}/{request.split}", columns, rows)
+    report.notes.append(
+        f"The {len(chosen)} examples of {name}/{request.split} that {request.knowledge.name} has a line for; "
+        "features computed live by the head's own encoders (heads predict), scored with seqeval's default mode."
+    )
+    return report

@@ -24,10 +24,11 @@ from featurize.cache.store import cache_dir as resolve_cache_dir
 from featurize.contexts import context_parts
 from featurize.datasets import Dataset, LoadOptions, load_dataset, parse_fractions
 from featurize.datasets import data_dir as resolve_data_dir
+from featurize.engines import EngineOptions
 from featurize.errors import ConfigError
 from featurize.images import MissingImages
 from featurize.knowledge import knowledge_file, read_knowledge
-from featurize.labels import parse_label_map
+from featurize.labels import parse_label_map, parse_types
 from featurize.pipeline import RunPlan
 from featurize.pipeline import run as run_pipeline
 from featurize.text import DEFAULT_TEXT_ENCODER
@@ -61,10 +62,12 @@ def load_options(
     captions: Path | None = None,
     use_captions: bool = True,
     split_fractions: str | Sequence[float] | None = None,
+    types: str | Sequence[str] | None = None,
 ) -> LoadOptions:
     """The :class:`LoadOptions` for these reader options (the ones of ``featurize run`` and
-    ``featurize summary``), checked: a bad label map or an ``images`` path that is not a folder
-    is a :class:`ConfigError`."""
+    ``featurize summary``), checked: a bad label map, an ``images`` path that is not a folder
+    or empty ``types`` is a :class:`ConfigError`. ``types`` ("PER,LOC" or a sequence) declares
+    a user file's entity types."""
     if label_map is None or isinstance(label_map, Mapping):
         mapping = None if label_map is None else dict(label_map)
     else:
@@ -84,6 +87,7 @@ def load_options(
         missing_images=MissingImages(missing_images),
         captions=_path(captions),
         use_captions=use_captions,
+        types=None if types is None else parse_types(types),
     )
     if split_fractions:
         if isinstance(split_fractions, str):
@@ -99,7 +103,8 @@ def _path(value: Path | str | None) -> Path | None:
 
 
 def report_loading(dataset: Dataset, images_checked: bool, console: Console) -> None:
-    """One line per split: examples, I- span starts, images found and missing, captions."""
+    """One line per split: examples, I- span starts, images found and missing, captions; and,
+    for a file that does not declare its entity types, one line with the types it uses."""
     for name, split in dataset.splits.items():
         parts = [f"{len(split.examples):,} examples"]
         if split.i_starts:
@@ -113,6 +118,14 @@ def report_loading(dataset: Dataset, images_checked: bool, console: Console) -> 
         if split.captions_found:
             parts.append(f"{split.captions_found:,} captions")
         console.print(f"[bold]{dataset.name}/{name}[/]: " + ", ".join(parts))
+    if dataset.types_declared is None:
+        found = dataset.types_found
+        console.print(
+            f"types found: {', '.join(found) or 'none'} ({len(found)}); "
+            "declare them with --types to refuse others",
+            highlight=False,
+            markup=False,
+        )
 
 
 def featurize_dataset(
@@ -144,8 +157,13 @@ def featurize_dataset(
     missing_images: MissingImages | str = MissingImages.keep,
     captions: Path | None = None,
     use_captions: bool = True,
+    types: str | Sequence[str] | None = None,
     knowledge: Path | None = None,
     context_budget: int | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    workers: int | None = None,
+    gpus_per_worker: float = 0.0,
     console: Console | None = None,
 ) -> dict[str, list[Path]]:
     """Run the encoders once over ``dataset`` and publish their features in the cache.
@@ -176,10 +194,19 @@ def featurize_dataset(
     - ``label_map`` ({"OLD": "NEW"} or ["OLD=NEW", ...]; None: the dataset's default),
       ``repair_iob``, ``captions`` (a captions file; None: the dataset's own), ``use_captions``
       (False is ``--no-captions``).
+    - ``types``: the entity types a user file declares ("PER,LOC" or a sequence, as written in
+      the file, before ``label_map``): a tag of any other type is a ``DataFormatError`` naming
+      the file and line. Part of the cache key only when given. Without it, the types found
+      are printed; a named dataset declares its own (giving ``types`` for one is a
+      ``ConfigError``).
     - ``knowledge``: the knowledge file a ``knowledge`` context reads (TSV ``<id><TAB><text>``
       or JSONL ``{"id", "knowledge"}``; None: the dataset's own, PGIM's for t15/t17);
       ``context_budget``: subwords of a second segment read at most (None: each kind's default,
       featurize.contexts).
+    - ``engine``: where chunks are computed, ``local`` (this process) or ``ray`` (long-lived Ray
+      actors, ``workers`` of them with ``gpus_per_worker`` GPUs each, on the cluster at
+      ``ray_address``, or on a Ray started here when None; featurize.ray_engine). The entries
+      are the same either way.
     - ``console``: where progress goes (default: stderr, as the command prints it;
       ``Console(quiet=True)`` for none).
 
@@ -188,6 +215,11 @@ def featurize_dataset(
     """
     if chunk_size < 1:
         raise ConfigError("--chunk-size must be at least 1")
+    engine_options = EngineOptions(engine, ray_address, workers, gpus_per_worker)
+    if engine == "ray":
+        from featurize.ray_engine import require_ray
+
+        require_ray()
     console = console if console is not None else Console(stderr=True)
     options = load_options(
         data_dir=data_dir,
@@ -200,6 +232,7 @@ def featurize_dataset(
         captions=captions,
         use_captions=use_captions,
         split_fractions=split_fractions,
+        types=types,
     )
     contexts = names(context)
     loaded = load_dataset(str(dataset), options, list(splits) if splits is not None else None)
@@ -233,5 +266,6 @@ def featurize_dataset(
         chunk_size=chunk_size,
         context_budget=context_budget,
         knowledge=knowledge_texts,
+        engine=engine_options,
     )
     return run_pipeline(loaded, plan, FeatureStore(resolve_cache_dir(_path(cache_dir))), console)

@@ -13,7 +13,8 @@ import json
 import re
 import resource
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import h5py
@@ -31,15 +32,19 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from featurize.cache.schema import SCHEMA_VERSION, write_strings
-from featurize.cache.store import EntryPlan, FeatureStore
+from featurize.cache.schema import SCHEMA_VERSION, read_attrs, write_strings
+from featurize.cache.store import Chunk, EntryPlan, FeatureStore
 from featurize.datasets import Dataset
+from featurize.engines import ChunkWorkers, text_jobs
 from featurize.example import Split
 from featurize.labels import tag_order
 from featurize.text.transformer import TransformerWordEncoder
 
 DEFAULT_CHUNK_SIZE = 256
 KIND_TEXT = "text"
+# The encoder's counts kept with each chunk and summed over the entry at publish (attribute
+# ``json:counts``), so a resumed build reports them for the whole entry.
+ENTRY_COUNTS = ("empty_words", "windowed_examples", "windows", "context_truncated")
 
 
 def library_versions() -> dict[str, str]:
@@ -74,6 +79,7 @@ class BuildResult:
     seconds: float
     words_per_second: float
     resumed_chunks: int
+    counts: dict[str, int] | None = None  # the whole entry's encoder counts (None: not recorded)
 
 
 class _RateColumn(ProgressColumn):
@@ -160,6 +166,35 @@ def _write_examples(split: Split, handle: h5py.File, context: TextContext | None
     handle.attrs["n_words"] = len(words)
 
 
+def entry_counts(path: Path) -> dict[str, int] | None:
+    """The encoder counts a published entry records for all its chunks (None: not recorded)."""
+    with h5py.File(path, "r") as handle:
+        counts = read_attrs(handle).get("counts")
+    return {k: int(v) for k, v in counts.items()} if isinstance(counts, dict) else None
+
+
+def note_printer(console: Console) -> Callable[[str], None]:
+    """The store's notes (a damaged entry removed) printed as they are, markup aside."""
+    return lambda message: console.print(message, markup=False, highlight=False)
+
+
+def encode_chunk(
+    encoder: TransformerWordEncoder,
+    sentences: list[list[str]],
+    texts: list[str | None] | None,
+    budget: int | None,
+    progress: Callable[[int], None] | None = None,
+) -> Chunk:
+    """One chunk's word vectors and encoder counts: the ``compute`` of a text entry, run by this
+    process or by an engine's worker (featurize.engines) alike."""
+    encoder.context_budget = budget
+    before = replace(encoder.stats)
+    arrays = encoder.encode(sentences, progress, texts)
+    lengths = np.array([len(a) for a in arrays], dtype=np.int64)
+    counts = {k: getattr(encoder.stats, k) - getattr(before, k) for k in ENTRY_COUNTS}
+    return Chunk({"words": (np.concatenate(arrays).astype(np.float32), lengths)}, counts)
+
+
 def build_text_entry(
     store: FeatureStore,
     dataset: Dataset,
@@ -168,12 +203,15 @@ def build_text_entry(
     console: Console,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     context: TextContext | None = None,
+    workers: ChunkWorkers | None = None,
 ) -> BuildResult:
+    """``workers``: an engine's workers that compute the chunks (featurize.engines; None: this
+    process does). Either way this process writes the chunk files and publishes the entry."""
     plan = text_plan(dataset, split, encoder, chunk_size, context)
     examples = dataset.splits[split].examples
     n_words = sum(len(e.words) for e in examples)
     started = time.perf_counter()
-    if store.is_published(plan):
+    if store.is_published(plan, note=note_printer(console)):
         return BuildResult(store.path(plan), True, n_words, time.perf_counter() - started, 0.0, 0)
 
     build = store.begin(plan)
@@ -183,26 +221,29 @@ def build_text_entry(
         console.print(f"  resuming: {resumed}/{plan.n_chunks} chunks already written")
     todo_words = sum(len(examples[i].words) for c in pending for i in plan.chunk_range(c))
 
+    label = f"{dataset.name}/{split} {encoder.name}{'+' + context.kind if context else ''}"
+    if workers is not None and todo_words:  # elsewhere; the local loop below then finds none pending
+        workers.run(build, text_jobs(examples, context, encoder, label))
     columns = (
-        TextColumn(f"{dataset.name}/{split} {encoder.name}{'+' + context.kind if context else ''}"),
+        TextColumn(label),
         BarColumn(),
         MofNCompleteColumn(),
         _RateColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=False, disable=not todo_words) as progress:
+    elsewhere = not todo_words or workers is not None  # nothing for this bar to count
+    with Progress(*columns, console=console, transient=False, disable=elsewhere) as progress:
         task = progress.add_task("words", total=todo_words)
 
-        def compute(items: range) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        def compute(items: range) -> Chunk:
             sentences = [examples[i].words for i in items]
             texts = [context.texts[i] for i in items] if context else None
-            encoder.context_budget = context.budget if context else None
-            arrays = encoder.encode(sentences, lambda n: progress.advance(task, n), texts)
-            lengths = np.array([len(a) for a in arrays], dtype=np.int64)
-            return {"words": (np.concatenate(arrays).astype(np.float32), lengths)}
+            budget = context.budget if context else None
+            return encode_chunk(encoder, sentences, texts, budget, lambda n: progress.advance(task, n))
 
         build.run(compute)
     path = build.publish(lambda handle: _write_examples(dataset.splits[split], handle, context))
     seconds = time.perf_counter() - started
-    return BuildResult(path, False, todo_words, seconds, todo_words / seconds if seconds else 0.0, resumed)
+    rate = todo_words / seconds if seconds else 0.0
+    return BuildResult(path, False, todo_words, seconds, rate, resumed, entry_counts(path))

@@ -13,8 +13,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from featurize import cli_options as opt
 from featurize.api import featurize_dataset, load_options
 from featurize.build import DEFAULT_CHUNK_SIZE
+from featurize.cache.integrity import reading
 from featurize.cache.schema import read_attrs
 from featurize.cache.store import FeatureStore, cache_dir, open_entry
 from featurize.cli_options import (
@@ -27,11 +29,12 @@ from featurize.cli_options import (
     Images,
     KnowledgeFile,
     Text,
+    Types,
     Vision,
 )
 from featurize.console_app import run_app, stdout_console
 from featurize.datasets import DATASETS, LoadOptions, load_dataset
-from featurize.errors import MnerError
+from featurize.errors import IntegrityError, MnerError
 from featurize.images import MissingImages
 from featurize.knowledge_cli import knowledge
 from featurize.labels import parse_label_map
@@ -39,6 +42,7 @@ from featurize.readers import READERS
 from featurize.summary import summary_tables
 from featurize.text import DEFAULT_TEXT_ENCODER, TEXT_ENCODERS
 from featurize.text.transformer import layers_label
+from featurize.verify import entry_names, verify
 
 app = typer.Typer(
     help="Run pretrained encoders once over a dataset and store word/image features in HDF5.",
@@ -101,7 +105,7 @@ def _checked_label_map(label_map: list[str] | None, images: Path | None) -> dict
 
 
 def _load_options(
-    data_dir, fmt, label_map, repair_iob, images, missing, captions, no_captions, image_map=None
+    data_dir, fmt, label_map, repair_iob, images, missing, captions, no_captions, image_map=None, types=None
 ) -> LoadOptions:
     return load_options(
         data_dir=data_dir,
@@ -113,6 +117,7 @@ def _load_options(
         missing_images=missing,
         captions=captions,
         use_captions=not no_captions,
+        types=types,
     )
 
 
@@ -191,6 +196,7 @@ def run(
     ] = None,
     data_dir: DataDir = None,
     fmt: Format = None,
+    types: Types = None,
     label_map: LabelMap = None,
     repair_iob: RepairIob = False,
     images: Images = None,
@@ -199,9 +205,14 @@ def run(
     captions: Captions = None,
     no_captions: NoCaptions = False,
     cache: CacheDir = None,
+    engine: opt.Engine = "local",
+    ray_address: opt.RayAddress = None,
+    workers: opt.RayWorkers = None,
+    gpus_per_worker: opt.GpusPerWorker = 0.0,
 ) -> None:
     """Featurize DATASET with the chosen encoders; an existing entry is reused without loading any
-    model (in Python: featurize.featurize_dataset)."""
+    model (in Python: featurize.featurize_dataset). With --engine ray, Ray workers compute the
+    chunks and this process writes the entries (docs: distributed)."""
     if chunk_size < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--chunk-size")
     featurize_dataset(
@@ -232,8 +243,13 @@ def run(
         missing_images=missing_images,
         captions=captions,
         use_captions=not no_captions,
+        types=types,
         knowledge=knowledge,
         context_budget=context_budget,
+        engine=engine,
+        ray_address=ray_address,
+        workers=workers,
+        gpus_per_worker=gpus_per_worker,
         console=console,
     )
 
@@ -244,6 +260,7 @@ def summary(
     split: SplitOpt = None,
     data_dir: DataDir = None,
     fmt: Format = None,
+    types: Types = None,
     label_map: LabelMap = None,
     repair_iob: RepairIob = False,
     images: Images = None,
@@ -254,7 +271,7 @@ def summary(
 ) -> None:
     """Counts per split and per entity type: examples, tokens, entities, images found/missing."""
     options = _load_options(
-        data_dir, fmt, label_map, repair_iob, images, missing_images, captions, no_captions, image_map
+        data_dir, fmt, label_map, repair_iob, images, missing_images, captions, no_captions, image_map, types
     )
     loaded = load_dataset(dataset, options, split)
     for table in summary_tables(loaded, loaded.image_root is not None):
@@ -347,7 +364,7 @@ def verify_weights(
 
 
 def _describe(path: Path) -> dict[str, object]:
-    with open_entry(path) as handle:
+    with open_entry(path) as handle, reading(path):
         meta = read_attrs(handle)
         meta["shape"] = tuple(handle["features/words"].shape) if "features/words" in handle else ()
     return meta
@@ -358,13 +375,31 @@ def list_entries(
     cache: CacheDir = None,
     paths: Annotated[bool, typer.Option("--paths", help="Also print each entry's file path.")] = False,
 ) -> None:
-    """List cache entries: key, dataset, split, encoder, shape, size on disk, date."""
+    """List cache entries: key, dataset, split, encoder, shape, size on disk, date (a damaged entry
+    is listed as damaged; `featurize verify` checks every byte)."""
     store = FeatureStore(cache_dir(cache))
     columns = ["key", "dataset", "split", "encoder", "features", "shape", "MiB", "created"]
     table = Table(*columns + (["path"] if paths else []))
+    damaged = []
     for path in store.entries():
         try:
             meta = _describe(path)
+        except IntegrityError as err:
+            named = entry_names(path, store.root)
+            size = f"{path.stat().st_size / 2**20:,.1f}"
+            row = [
+                named["key"][:12],
+                named["dataset"],
+                named["split"],
+                named["encoder"],
+                "[red]damaged[/]",
+                "",
+                size,
+                "",
+            ]
+            table.add_row(*row + ([str(path)] if paths else []))
+            damaged.append(err)
+            continue
         except MnerError as err:
             console.print(f"[yellow]unreadable entry[/] {path}: {err}")
             continue
@@ -383,6 +418,8 @@ def list_entries(
         out.print(f"no entries in {store.root}")
         return
     out.print(table)
+    for err in damaged:
+        console.print(str(err), style="yellow", highlight=False, markup=False)
 
 
 @app.command("rm")
@@ -396,20 +433,32 @@ def remove_entries(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be removed.")] = False,
     cache: CacheDir = None,
 ) -> None:
-    """Remove cache entries (and any unfinished chunks of them)."""
+    """Remove cache entries (and any unfinished chunks of them); a damaged entry is matched by its
+    path, the key in its file name, or its dataset's and encoder's names in its path."""
+    from featurize.build import slug
+
     if not (keys or dataset or encoder or all_entries):
         raise typer.BadParameter("name entries to remove: KEY..., --dataset, --encoder or --all")
     store = FeatureStore(cache_dir(cache))
     chosen = []
     for path in store.entries():
-        meta = _describe(path)
+        try:
+            meta = _describe(path)
+            names = {"dataset": meta.get("dataset"), "encoder": meta.get("encoder")}
+        except MnerError:  # damaged or of another schema: what its path says
+            named = entry_names(path, store.root)
+            meta = {"key": named["key"]}
+            names = {
+                "dataset": dataset if dataset and slug(dataset) == named["dataset"] else None,
+                "encoder": encoder if encoder and slug(encoder) == named["encoder"].split("+")[0] else None,
+            }
         by_key = keys and any(
             str(meta.get("key", "")).startswith(k) or Path(k).resolve() == path.resolve() for k in keys
         )
         by_filter = (
             (dataset or encoder)
-            and (dataset in (None, meta.get("dataset")))
-            and (encoder in (None, meta.get("encoder")))
+            and (dataset in (None, names["dataset"]))
+            and (encoder in (None, names["encoder"]))
         )
         if all_entries or by_key or by_filter:
             chosen.append(path)
@@ -425,6 +474,7 @@ def remove_entries(
 
 
 app.command("knowledge")(knowledge)
+app.command("verify")(verify)
 
 
 def main() -> None:

@@ -94,6 +94,15 @@ KnowledgeFile = Annotated[
         "joined by image id or example id (default: the dataset's own, PGIM's for t15/t17).",
     ),
 ]
+Types = Annotated[
+    str | None,
+    typer.Option(
+        "--types",
+        help="Entity types a user file declares, comma-separated as written in it (PER,LOC,ORG,MISC): "
+        "a tag of any other type is refused with its file and line. Without it the types found are "
+        "printed. Part of the cache key when given; named datasets declare their own.",
+    ),
+]
 Modality = Annotated[
     str | None,
     typer.Option("--modality", help="both, text or image: the unimodal variants of the fusion heads."),
@@ -206,3 +215,37 @@ Threads = Annotated[
 ]
 Seeds = Annotated[int, typer.Option("--seeds", help="Seeds 0..N-1 per configuration.", min=1)]
 Limit = Annotated[int | None, typer.Option("--limit", help="Use the first N examples only (smoke runs).")]
+
+# Where the work runs (featurize run, bench heads): this machine, or a Ray cluster (docs: distributed).
+Engine = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="local (this machine) or ray (a Ray cluster; needs the distributed extra). "
+        "The results are the same.",
+    ),
+]
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="With --engine ray: the cluster to use, auto or HOST:PORT (default: start Ray on this "
+        "machine, on 127.0.0.1, and stop it afterwards).",
+    ),
+]
+RayWorkers = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        help="With --engine ray: workers per encoder, each a Ray actor that loads the model once "
+        "(default: as many as the cluster's CPUs, or GPUs with --gpus-per-worker, allow).",
+        min=1,
+        show_default=False,
+    ),
+]
+GpusPerWorker = Annotated[
+    float,
+    typer.Option(
+        "--gpus-per-worker", help="With --engine ray: GPUs per worker (fractions share one).", min=0
+    ),
+]

@@ -18,7 +18,7 @@ from featurize.errors import ConfigError, DataFormatError
 from featurize.example import Example, Split
 from featurize.hashing import sha256_file
 from featurize.images import ImageIndex, MissingImages, resolve_images
-from featurize.labels import rename_types, repair_i_starts, span_starts_with_i
+from featurize.labels import entity_types, rename_types, repair_i_starts, span_starts_with_i
 from featurize.readers import READERS
 from featurize.registry import Registry
 
@@ -118,9 +118,12 @@ class LoadOptions:
     captions: Path | None = None  # None: the dataset's own captions file, when it has one
     use_captions: bool = True
     split_fractions: tuple[float, float, float] | None = None  # cut one user file into train/dev/test
+    # The entity types a user file declares (--types): a tag of any other type is refused.
+    # None: not declared (a named dataset declares its own, DatasetSpec.types).
+    types: frozenset[str] | None = None
 
     def describe(self, spec: DatasetSpec) -> dict[str, object]:
-        return {
+        described: dict[str, object] = {
             "format": spec.format,
             "label_map": self.effective_label_map(spec),
             "repair_iob": self.repair_iob,
@@ -130,6 +133,9 @@ class LoadOptions:
             "captions": self.use_captions,
             "split_fractions": spec.split_fractions,
         }
+        if self.types is not None:  # only when given, so the keys of runs without it stay the same
+            described["types"] = sorted(self.types)
+        return described
 
     def effective_label_map(self, spec: DatasetSpec) -> dict[str, str]:
         return dict(spec.label_map if self.label_map is None else self.label_map)
@@ -143,6 +149,10 @@ class Dataset:
     fingerprints: dict[str, str]
     options: dict[str, object]
     image_root: Path | None = None  # where image ids were resolved; None: not resolved
+    # The entity types every tag was checked against (the dataset's own or --types); None: any.
+    types_declared: frozenset[str] | None = None
+    # The entity types the files use, as written (before --label-map), over the loaded splits.
+    types_found: list[str] = field(default_factory=list)
 
 
 def data_dir(option: Path | None) -> Path:
@@ -217,9 +227,16 @@ def load_dataset(
                 "--split-fractions cuts one user file into splits; give a file, not a named dataset or folder"
             )
         spec = replace(spec, split_fractions=options.split_fractions)
+    if options.types is not None:
+        if user_path is None:
+            raise ConfigError(
+                f"--types declares the entity types of a user file; dataset {spec.name} declares its "
+                f"own: {', '.join(sorted(spec.types or ()))}"
+            )
+        spec = replace(spec, types=frozenset(options.types))
     root = data_dir(options.data_dir)
     reader = READERS.get(spec.format)
-    types = set(spec.types) if spec.types else None
+    types = set(spec.types) if spec.types is not None else None
 
     raw: dict[str, tuple[list[Example], list[Path]]] = {}
     for split, relative in spec.files.items():
@@ -255,6 +272,7 @@ def load_dataset(
     index = ImageIndex(image_root, options.image_map) if image_root else None
     mapping = options.effective_label_map(spec)
 
+    found = sorted({kind for split in wanted for ex in raw[split][0] for kind in entity_types(ex.labels)})
     result: dict[str, Split] = {}
     fingerprints: dict[str, str] = {}
     for split in wanted:
@@ -285,4 +303,13 @@ def load_dataset(
                 sort_keys=True,
             ).encode()
         ).hexdigest()
-    return Dataset(spec.name, spec, result, fingerprints, options.describe(spec), image_root)
+    return Dataset(
+        spec.name,
+        spec,
+        result,
+        fingerprints,
+        options.describe(spec),
+        image_root,
+        frozenset(types) if types is not None else None,
+        found,
+    )

@@ -26,3 +26,15 @@ class ConfigError(MnerError):
 
 class CacheError(MnerError):
     """A cache entry that is missing, incomplete or of another schema."""
+
+
+class IntegrityError(MnerError):
+    """A saved file whose bytes are not what was written: damaged, truncated, or another kind of
+    file under the expected name (a cache entry, a checkpoint's weights). The message names the
+    file, what is wrong and what to do."""
+
+    def __init__(self, path: str | Path, reason: str, fix: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        self.fix = fix
+        super().__init__(f"{self.path} is damaged ({reason}); {fix}")

@@ -11,18 +11,21 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
 import numpy as np
+from PIL import Image
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from featurize.build import BuildResult, entry_key, library_versions, slug
+from featurize.build import BuildResult, entry_key, library_versions, note_printer, slug
 from featurize.cache.schema import write_strings
 from featurize.cache.store import EntryPlan, FeatureStore
 from featurize.datasets import Dataset
+from featurize.engines import ChunkWorkers, image_jobs
 from featurize.errors import MnerError
 from featurize.vision.encoder import VisionEncoder
 from featurize.vision.images import load_image
@@ -95,13 +98,20 @@ def image_plan(
     return EntryPlan(key, relpath, len(images.files), chunk_size, metadata)
 
 
-def _compute(
-    encoder: VisionEncoder, files: list[str], items: range, console: Console, unreadable: list[str]
+def encode_images(
+    encoder: VisionEncoder,
+    files: list[str],
+    items: range,
+    console: Console,
+    unreadable: list[str],
+    read: Callable[[str], Image.Image] | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """One chunk's arrays: the ``compute`` of an image entry, run by this process or by an
+    engine's worker (featurize.engines) alike; ``read`` decodes a file (default: from disk)."""
     pictures, status = [], np.full(len(items), OK, dtype=np.int8)
     for row, item in enumerate(items):
         try:
-            pictures.append(load_image(Path(files[item])))
+            pictures.append(load_image(Path(files[item])) if read is None else read(files[item]))
         except MnerError as err:
             console.print(f"  [yellow]unreadable image[/] {err}: its examples stay text-only")
             unreadable.append(files[item])
@@ -143,11 +153,14 @@ def build_image_entry(
     encoder: VisionEncoder,
     console: Console,
     chunk_size: int = DEFAULT_IMAGE_CHUNK,
+    workers: ChunkWorkers | None = None,
 ) -> BuildResult:
+    """``workers``: an engine's workers that compute the chunks (featurize.engines; None: this
+    process does). Either way this process writes the chunk files and publishes the entry."""
     images = SplitImages.of(dataset, split)
     started = time.perf_counter()
     plan = image_plan(dataset, split, images, encoder, chunk_size)
-    if store.is_published(plan):
+    if store.is_published(plan, note=note_printer(console)):
         return BuildResult(store.path(plan), True, len(images.files), time.perf_counter() - started, 0.0, 0)
     build = store.begin(plan)
     pending = build.pending()
@@ -156,6 +169,8 @@ def build_image_entry(
         console.print(f"  resuming: {resumed}/{plan.n_chunks} chunks already written")
     todo = sum(len(plan.chunk_range(c)) for c in pending)
     unreadable: list[str] = []
+    if workers is not None and todo:  # elsewhere; the local loop below then finds none pending
+        workers.run(build, image_jobs(images.files, console, f"{dataset.name}/{split} {encoder.name}"))
     columns = (
         TextColumn(f"{dataset.name}/{split} {encoder.name}"),
         BarColumn(),
@@ -163,11 +178,11 @@ def build_image_entry(
         TextColumn("images"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console, disable=not todo) as progress:
+    with Progress(*columns, console=console, disable=not todo or workers is not None) as progress:
         task = progress.add_task("images", total=todo)
 
         def compute(items: range) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-            arrays = _compute(encoder, images.files, items, console, unreadable)
+            arrays = encode_images(encoder, images.files, items, console, unreadable)
             progress.advance(task, len(items))
             return arrays
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from featurize.errors import DataFormatError
+from featurize.errors import ConfigError, DataFormatError
 from featurize.example import Example
+from featurize.limits import MAX_TOKEN_CHARS, shown
 
-TAG = re.compile(r"^(?:O|([BI])-(\S+))$")
+TAG = re.compile(r"O|([BI])-(\S+)")  # matched whole (fullmatch): no line end may trail it
 
 
 def tag_order(tags: Iterable[str]) -> list[str]:
@@ -29,12 +30,32 @@ def parse_label_map(items: Iterable[str]) -> dict[str, str]:
     return mapping
 
 
-def check_tag(tag: str, path: str, line: int, types: set[str] | None) -> None:
-    match = TAG.match(tag)
+def parse_types(value: str | Iterable[str]) -> frozenset[str]:
+    """``--types PER,LOC`` (or a sequence of names) -> the declared entity types; blanks are
+    dropped, and a tag (``B-PER``) or a name with whitespace is a :class:`ConfigError`."""
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    types = {str(part).strip() for part in parts} - {""}
+    if not types:
+        raise ConfigError("--types: name at least one entity type, e.g. --types PER,LOC,ORG")
+    for kind in sorted(types):
+        if TAG.fullmatch(kind) or kind.startswith(("B-", "I-")):
+            raise ConfigError(f"--types {kind!r}: name entity types (PER), not tags (B-PER)")
+        if not re.fullmatch(r"\S+", kind) or len(kind) > MAX_TOKEN_CHARS:
+            raise ConfigError(f"--types {shown(kind)}: an entity type is one word without spaces")
+    return frozenset(types)
+
+
+def check_tag(tag: str, path: str, line: int | None, types: set[str] | frozenset[str] | None) -> None:
+    """``O``, ``B-TYPE`` or ``I-TYPE`` with TYPE in ``types`` when they are declared."""
+    if len(tag) > MAX_TOKEN_CHARS:
+        raise DataFormatError(
+            path, line, f"tag of {len(tag):,} characters, over the limit of {MAX_TOKEN_CHARS:,}: {shown(tag)}"
+        )
+    match = TAG.fullmatch(tag)
     if match is None:
-        raise DataFormatError(path, line, f"unknown tag {tag!r}: expected O, B-TYPE or I-TYPE")
+        raise DataFormatError(path, line, f"unknown tag {shown(tag)}: expected O, B-TYPE or I-TYPE")
     if types is not None and match.group(2) is not None and match.group(2) not in types:
-        raise DataFormatError(path, line, f"unknown tag {tag!r}: entity type not in {sorted(types)}")
+        raise DataFormatError(path, line, f"unknown tag {shown(tag)}: entity type not in {sorted(types)}")
 
 
 def rename_types(labels: list[str], mapping: dict[str, str]) -> list[str]:

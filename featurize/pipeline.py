@@ -9,12 +9,20 @@ from pathlib import Path
 
 from rich.console import Console
 
-from featurize.build import DEFAULT_CHUNK_SIZE, BuildResult, TextContext, build_text_entry, peak_memory_mib
+from featurize.build import (
+    DEFAULT_CHUNK_SIZE,
+    BuildResult,
+    TextContext,
+    build_text_entry,
+    note_printer,
+    peak_memory_mib,
+)
 from featurize.cache.image_features import ImageFeatures
 from featurize.cache.store import FeatureStore
 from featurize.contexts import canonical, context_parts, default_budget, join_parts
 from featurize.datasets import Dataset
 from featurize.document_context import neighbour_texts
+from featurize.engines import KIND_TEXT, KIND_VISION, EncoderRecipe, Engine, EngineOptions, open_engine
 from featurize.errors import ConfigError
 from featurize.image_entries import DEFAULT_IMAGE_CHUNK, SplitImages, build_image_entry
 from featurize.knowledge import join_knowledge
@@ -39,6 +47,7 @@ class RunPlan:
     image_chunk_size: int = DEFAULT_IMAGE_CHUNK
     context_budget: int | None = None
     knowledge: dict[str, str] | None = None
+    engine: EngineOptions = field(default_factory=EngineOptions)  # where chunks are computed
 
     def __post_init__(self) -> None:
         self.contexts = [canonical(c) for c in self.contexts]
@@ -71,7 +80,15 @@ def _gives_labels(spec: str) -> bool:
 
 
 def run(dataset: Dataset, plan: RunPlan, store: FeatureStore, console: Console) -> dict[str, list[Path]]:
+    with open_engine(plan.engine, console) as engine:  # --engine: here, or workers on Ray
+        return _run(dataset, plan, store, console, engine)
+
+
+def _run(
+    dataset: Dataset, plan: RunPlan, store: FeatureStore, console: Console, engine: Engine
+) -> dict[str, list[Path]]:
     started = time.perf_counter()
+    store.clean(note_printer(console))  # what killed runs left: temporaries, lock files, staging
     written: dict[str, list[Path]] = {}
     label_entries: dict[str, Path] = {}  # per split, the image entry holding label words
 
@@ -81,6 +98,7 @@ def run(dataset: Dataset, plan: RunPlan, store: FeatureStore, console: Console) 
         vision.append("labels")  # the label words of the images are this context's input
     for spec in vision:
         encoder = build_vision_encoder(spec, plan.vision_options)
+        workers = engine.workers(EncoderRecipe.of(KIND_VISION, spec, plan.vision_options, encoder))
         for split in dataset.splits:
             found = SplitImages.of(dataset, split)
             if not found.files:
@@ -89,7 +107,9 @@ def run(dataset: Dataset, plan: RunPlan, store: FeatureStore, console: Console) 
                     f"({found.missing:,} missing): skipped. Pass --images DIR where they are."
                 )
                 continue
-            result = build_image_entry(store, dataset, split, encoder, console, plan.image_chunk_size)
+            result = build_image_entry(
+                store, dataset, split, encoder, console, plan.image_chunk_size, workers=workers
+            )
             _say(console, result, "images")
             if _gives_labels(spec):
                 label_entries[split] = result.path
@@ -133,6 +153,7 @@ def run(dataset: Dataset, plan: RunPlan, store: FeatureStore, console: Console) 
     total_subwords = 0
     for spec in plan.text:
         encoder = build_text_encoder(spec, plan.word_options)
+        workers = engine.workers(EncoderRecipe.of(KIND_TEXT, spec, plan.word_options, encoder))
         for split in dataset.splits:
             for context in split_contexts[split]:
                 if context is not None and not any(context.texts):
@@ -141,7 +162,12 @@ def run(dataset: Dataset, plan: RunPlan, store: FeatureStore, console: Console) 
                     )
                     continue
                 before = replace(encoder.stats)
-                result = build_text_entry(store, dataset, split, encoder, console, plan.chunk_size, context)
+                result = build_text_entry(
+                    store, dataset, split, encoder, console, plan.chunk_size, context, workers=workers
+                )
+                for name, value in (result.counts or {}).items():
+                    if hasattr(before, name):  # the whole entry's: chunks of an interrupted run too
+                        setattr(encoder.stats, name, getattr(before, name) + value)
                 if context is not None:  # the same words again: count them once, with the plain entry
                     encoder.stats = replace(
                         before,

@@ -3,20 +3,26 @@
 The config holds everything needed to rebuild the head and to check that new inputs fit it:
 head name and hyperparameters, the tag set, the input widths, the cache keys and encoder
 settings of its inputs (so ``heads predict`` can featurize new text the same way), the
-vocabularies of heads with their own embeddings, and the cache schema version.
+vocabularies of heads with their own embeddings, and the cache schema version; and the sha256
+of the weights file (and of every other file a fine-tuned run folder holds) and of the config
+itself (``featurize.integrity``). Loading verifies them and refuses a damaged, truncated or
+foreign file with one line naming it. A folder saved before checksums has none and loads as
+before, unverified (``featurize verify`` lists it so).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from featurize.atomic import atomic_write, atomic_write_text
 from featurize.cache.schema import SCHEMA_VERSION
-from featurize.errors import ConfigError
+from featurize.errors import ConfigError, MnerError
+from featurize.integrity import load_safetensors, one_line, verify_config, verify_files, with_checksums
 from heads.config_file import read_versioned_json
 from heads.tagger import HEADS, Dims, Tagger, hyper_from
 from heads.vocab import Vocabularies
@@ -26,8 +32,10 @@ FORMAT_VERSION = 1
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 
 
-def save(folder: Path, model: Tagger, config: dict[str, object]) -> Path:
-    """Write both files into ``folder`` through temporary names, so a crash leaves no half model."""
+def save(folder: Path, model: Tagger, config: dict[str, object], files: Iterable[str] = ()) -> Path:
+    """Write both files into ``folder`` through temporary names, so a crash leaves no half model.
+    The config records the sha256 of the weights and of ``files`` (other files of the folder its
+    loaders read, relative to it: a fine-tuned run's encoders), and of itself; it is written last."""
     folder.mkdir(parents=True, exist_ok=True)
     full = {
         "format": FORMAT,
@@ -42,6 +50,7 @@ def save(folder: Path, model: Tagger, config: dict[str, object]) -> Path:
     }
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     atomic_write(folder / WEIGHTS, lambda p: save_file(state, str(p), metadata={"format": FORMAT}))
+    full = with_checksums(folder, full, [WEIGHTS, *files])
     atomic_write_text(folder / CONFIG, json.dumps(full, indent=1, ensure_ascii=False))
     return folder
 
@@ -68,14 +77,22 @@ def load(folder: Path) -> tuple[Tagger, dict[str, object]]:
     import heads.models  # noqa: F401  (registers the heads)
 
     config = read_config(folder)
-    cls = HEADS.get(str(config["head"]))
-    hyper = hyper_from(cls.Hyper, dict(config["hyper"]))  # type: ignore[arg-type]
-    dims = Dims(**config["dims"])  # type: ignore[arg-type]
-    model = cls(list(config["tags"]), dims, hyper, str(config["modality"]))  # type: ignore[arg-type]
+    try:
+        cls = HEADS.get(str(config["head"]))
+        hyper = hyper_from(cls.Hyper, dict(config["hyper"]))  # type: ignore[arg-type]
+        dims = Dims(**config["dims"])  # type: ignore[arg-type]
+        model = cls(list(config["tags"]), dims, hyper, str(config["modality"]))  # type: ignore[arg-type]
+    except MnerError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError, OverflowError) as err:
+        raise ConfigError(
+            f"{folder / CONFIG}: incomplete or wrong config ({type(err).__name__}: {one_line(err)})"
+        ) from None
     weights = folder / WEIGHTS
     if not weights.is_file():
         raise ConfigError(f"{folder}: {WEIGHTS} is missing")
-    state = load_file(str(weights))
+    verify_files(folder, config, [WEIGHTS])  # a checkpoint saved before checksums: nothing to verify
+    state = load_safetensors(weights)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
@@ -89,7 +106,12 @@ def load(folder: Path) -> tuple[Tagger, dict[str, object]]:
             raise ConfigError(
                 f"{weights}: {name} has shape {tuple(tensor.shape)}, the config implies {tuple(expected[name].shape)}"
             )
-    model.load_state_dict(state)
+    # The config's own checksum last: an edit that no longer fits the weights was named above.
+    verify_config(config, folder / CONFIG)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise ConfigError(f"{weights} does not fit a {config['head']} head: {one_line(err)}") from None
     model.eval()
     return model, config
 

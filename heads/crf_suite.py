@@ -32,6 +32,7 @@ import numpy as np
 
 from featurize.atomic import atomic_write
 from featurize.errors import ConfigError
+from featurize.integrity import verify_config, verify_files, with_checksums
 from heads.config_file import read_versioned_json
 
 FORMAT = "mner-crfsuite"
@@ -444,18 +445,23 @@ class CrfSuiteTagger:
         }
         writers: list[tuple[str, Callable[[Path], None]]] = [
             (MODEL, lambda p: p.write_bytes(self._model_bytes or b"")),
-            (CONFIG, lambda p: p.write_text(json.dumps(config, indent=1), encoding="utf-8")),
         ]
         if self.centres:
             tensors = {str(k): np.ascontiguousarray(c, dtype=np.float32) for k, c in self.centres.items()}
             writers.append((CLUSTERS, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT})))
         for name, write in writers:  # through temporary names, so a crash leaves no half model
             atomic_write(folder / name, write)
+        # Last: the sha256 of the files above and of itself (featurize.integrity).
+        full = with_checksums(folder, config, [name for name, _ in writers])
+        atomic_write(folder / CONFIG, lambda p: p.write_text(json.dumps(full, indent=1), encoding="utf-8"))
         return folder
 
     @classmethod
     def load(cls, folder: Path) -> CrfSuiteTagger:
-        """Rebuild a saved tagger; every problem is a :class:`ConfigError` naming the file."""
+        """Rebuild a saved tagger; every problem is a :class:`ConfigError` naming the file, or an
+        :class:`~featurize.errors.IntegrityError` when a file differs from the sha256 its config
+        records (checked before CRFsuite parses the model; a tagger saved before checksums
+        records none and is read as before)."""
         folder = Path(folder)
         path = folder / CONFIG
         raw = read_versioned_json(path, FORMAT, FORMAT_VERSION, "a saved CRFsuite tagger")
@@ -469,12 +475,14 @@ class CrfSuiteTagger:
             c1, c2 = float(raw["c1"]), float(raw["c2"])
         except (KeyError, TypeError, ValueError) as err:
             raise ConfigError(f"{path}: incomplete or wrong config ({type(err).__name__}: {err})") from None
+        verify_config(raw, path)
         model_path = folder / MODEL
         if not model_path.is_file():
             raise ConfigError(f"{folder}: {MODEL} is missing")
         tagger = cls(config=config, c1=c1, c2=c2)
         if config.clusters:
             tagger.centres = _load_centres(folder / CLUSTERS, config.clusters)
+        verify_files(folder, raw)  # every file its save recorded
         tagger._open(model_path.read_bytes(), model_path)
         return tagger
 

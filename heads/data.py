@@ -200,6 +200,7 @@ def _words_only(index: EntryIndex, spec: InputSpec, split: str) -> SplitData:
         and e.meta.get("split") == split
     ]
     if not found:
+        index.check_damaged("text", spec.dataset, split)
         raise CacheError(
             f"no cached text of {spec.dataset}/{split}: run `featurize {spec.dataset}` first (cache: {index.root})"
         )

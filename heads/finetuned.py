@@ -11,6 +11,10 @@ trained with, all in safetensors with JSON configs; nothing is unpickled.
 <run>/encoders/vision-<name>.safetensors   a trained vision encoder's weights
 ```
 
+``config.json`` records the sha256 of every file under ``encoders/`` and ``adapters/`` beside
+the head's (heads/checkpoint.py); loading an encoder checks its files first, and refuses a
+damaged one with one line naming it.
+
 The thesis reports that its merged LoRA weights had lost all learning after a reload (torch
 2.5.1, peft 0.14, a state dict saved by hand). Here peft writes the adapter and
 ``merge_and_unload`` folds it into a base loaded in fp32 (never into 8-bit weights, where
@@ -23,10 +27,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from featurize.atomic import atomic_folder
 from featurize.errors import ConfigError
+from featurize.integrity import check_safetensors, files_under, load_safetensors, verify_config, verify_files
 from featurize.rebuild import text_encoder_like, word_options
 from heads import checkpoint
 
@@ -80,7 +85,24 @@ def _write(tmp: Path, model: Any, config: dict[str, object], merge: bool) -> Non
         }
         save_file(state, str(tmp / path), metadata={"format": "mner-vision-encoder"})
         info["vision"] = {"name": name, "weights": path}
-    checkpoint.save(tmp, model.head, config | {KEY: info})
+    checkpoint.save(tmp, model.head, config | {KEY: info}, files=files_under(tmp, "encoders", "adapters"))
+
+
+def verify_part(folder: Path, part: str) -> None:
+    """Check a run folder's encoder folder or file ``part`` (relative) against the sha256 its
+    config records; a run saved before checksums gets its safetensors headers checked at least
+    (nothing there is ever unpickled)."""
+    path = folder / part
+    if not path.exists():
+        raise ConfigError(f"{path}: missing from the run folder")
+    config = checkpoint.read_config(folder)
+    verify_config(config, folder / checkpoint.CONFIG)
+    if path.is_dir():
+        if not verify_files(folder, config, prefix=part):
+            for weights in sorted(path.rglob("*.safetensors")):
+                check_safetensors(weights)
+    elif not verify_files(folder, config, names=[part]):
+        check_safetensors(path)
 
 
 def merged_model(live: Any) -> Any:
@@ -121,6 +143,7 @@ def text_encoder(
             raise ConfigError(
                 f"{folder}: the LoRA adapter of {name} was saved without a merged copy (--merge)"
             )
+        verify_part(folder, str(sub))
         options = word_options(identity | {"weights_format": "fp32"}, device)
         return TransformerWordEncoder(name, LocalFolder(folder / str(sub)), options)
     if kind != "lora":
@@ -133,6 +156,7 @@ def text_encoder(
     adapter = folder / str(entry["adapter"])
     if not (adapter / "adapter_config.json").is_file():
         raise ConfigError(f"{adapter}: no LoRA adapter here (adapter_config.json missing)")
+    verify_part(folder, str(entry["adapter"]))
     encoder._model = PeftModel.from_pretrained(encoder._model, adapter).eval()
     return encoder
 
@@ -144,8 +168,9 @@ def load_vision_weights(folder: Path, encoder: Any, entry: dict[str, Any]) -> An
     path = folder / str(entry["weights"])
     if not path.is_file():
         raise ConfigError(f"{path}: the trained vision encoder's weights are missing")
+    verify_part(folder, str(entry["weights"]))
     module = vision_module(encoder)
-    state = load_file(str(path))
+    state = load_safetensors(path)
     missing, unexpected = module.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ConfigError(

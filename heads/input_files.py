@@ -1,7 +1,9 @@
 """What ``heads predict`` tags: ``--text`` values and input files (plain text, JSONL, CoNLL, UMT),
 read into :class:`PredictInput` items with their image files and captions.
 
-Every mistake in a file is a :class:`featurize.errors.DataFormatError` naming the file and line.
+Every mistake in a file is a :class:`featurize.errors.DataFormatError` naming the file and line;
+the size limits of featurize's readers (:mod:`featurize.limits`: line, token and words per text)
+hold here too, for ``--text`` values as well.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from featurize.errors import ConfigError, DataFormatError
+from featurize.limits import MAX_LINE_BYTES, check_token, check_words, token_problem, words_problem
 from featurize.readers.jsonl import json_object
 from heads.words import tokenize
 
@@ -44,11 +47,21 @@ def inputs_from_texts(
     images = [] if image is None else [Path(image)] if isinstance(image, (str, Path)) else list(image)
     out = []
     for n, text in enumerate(texts, start=1):
+        raw = text if isinstance(text, str) else " ".join(str(w) for w in text)
+        try:
+            size = len(raw.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise ConfigError(f"--text number {n} is not valid UTF-8") from None
+        if size > MAX_LINE_BYTES:
+            raise ConfigError(f"--text number {n} is over the limit of {MAX_LINE_BYTES:,} bytes")
         words = tokenize(text, style) if isinstance(text, str) else [str(w) for w in text]
         if not words or any(not w for w in words):
             raise ConfigError(
                 f"--text number {n} is empty" if not words else f"--text number {n} has an empty word"
             )
+        problem = words_problem(len(words)) or next(filter(None, map(token_problem, words)), None)
+        if problem is not None:
+            raise ConfigError(f"--text number {n}: {problem}")
         out.append(PredictInput(words, [Path(p) for p in images], caption, f"text:{n}", knowledge))
     return out
 
@@ -90,14 +103,24 @@ def _json_words(value: object, path: Path, number: int, style: str) -> list[str]
         raise DataFormatError(path, number, '"text" must be a string or a list of words')
     if not words:
         raise DataFormatError(path, number, "empty text")
+    _check_size(words, path, number)
     return words
 
 
+def _check_size(words: list[str], path: Path, number: int) -> None:
+    check_words(len(words), path, number)
+    for word in words:
+        check_token(word, path, number)
+
+
 def _find_image(value: str, base: Path, index: Any) -> Path | None:
-    candidate = Path(value).expanduser()
-    for path in (candidate, base / candidate) if not candidate.is_absolute() else (candidate,):
-        if path.is_file():
-            return path
+    try:
+        candidate = Path(value).expanduser()
+        for path in (candidate, base / candidate) if not candidate.is_absolute() else (candidate,):
+            if path.is_file():
+                return path
+    except (OSError, RuntimeError, ValueError):  # a name too long, ~user unknown, a NUL byte
+        pass
     return index.find(value) if index is not None else None
 
 
@@ -140,6 +163,7 @@ def read_inputs(
             words = tokenize(line, style)
             if not words:
                 raise DataFormatError(path, number, "empty line: one text per line")
+            _check_size(words, path, number)
             out.append(PredictInput(words, id=f"{path.stem}:{number}"))
         return out
     if fmt == "jsonl":

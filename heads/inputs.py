@@ -15,7 +15,7 @@ from typing import Any
 from featurize.cache.schema import SCHEMA_VERSION, read_attrs
 from featurize.cache.store import FeatureStore, open_entry
 from featurize.contexts import CONTEXT_KINDS, canonical, default_budget
-from featurize.errors import CacheError, ConfigError
+from featurize.errors import CacheError, ConfigError, IntegrityError
 from featurize.text import DEFAULT_TEXT_ENCODER
 from featurize.text.transformer import layers_label
 
@@ -79,17 +79,40 @@ class EntryInfo:
 
 
 class EntryIndex:
-    """The metadata of every published entry in a cache, read once (attributes only)."""
+    """The metadata of every published entry in a cache, read once (attributes only). A damaged
+    entry is never a candidate; it is remembered (``damaged``) so that looking for what it held
+    says it is damaged instead of "run featurize first"."""
 
     def __init__(self, cache_root: Path) -> None:
         self.root = cache_root
         self.entries: list[EntryInfo] = []
+        self.damaged: list[IntegrityError] = []
         for path in FeatureStore(cache_root).entries():
             try:
                 with open_entry(path) as handle:
                     self.entries.append(EntryInfo(path, read_attrs(handle)))
-            except (CacheError, OSError):
-                continue  # another schema version or a damaged file: never a candidate
+            except IntegrityError as err:
+                self.damaged.append(err)
+            except CacheError:
+                continue  # another schema version: never a candidate
+
+    def check_damaged(
+        self, kind: str, dataset: str, split: str, encoder: str | None = None, context: str = "none"
+    ) -> None:
+        """Raise the error of a damaged entry whose file name says it is the one looked for
+        (``<dataset>/<split>/<kind>-<encoder>[+<context>]-<key>.h5``; any encoder when None)."""
+        from featurize.build import slug
+
+        folder = self.root / slug(dataset) / split
+        stem = f"{kind}-{slug(encoder)}" if encoder is not None else None
+        suffix = f"+{context}" if context != "none" else ""
+        for err in self.damaged:
+            path = Path(err.path)
+            if path.parent != folder:
+                continue
+            name = path.name.rsplit("-", 1)[0]  # without -<key[:16]>.h5
+            if name.startswith(f"{kind}-") if stem is None else name == stem + suffix:
+                raise err
 
     def _hint(self, spec: InputSpec, what: str) -> str:
         vision = f" --vision {spec.vision}" if what == "vision" else ""
@@ -114,6 +137,7 @@ class EntryIndex:
         ]
         ctx = f" with --context {spec.context}" if spec.context != "none" else ""
         if not found:
+            self.check_damaged("text", spec.dataset, split, encoder, spec.context)
             raise CacheError(
                 f"no cached {encoder} features{ctx} for {spec.dataset}/{split}: "
                 + self._hint(
@@ -151,6 +175,8 @@ class EntryIndex:
             and e.meta.get("split") == split
             and e.meta.get("encoder") == spec.vision
         ]
+        if not found:
+            self.check_damaged("image", spec.dataset, split, spec.vision)
         if len(found) > 1:
             raise ConfigError(
                 f"{len(found)} cached {spec.vision} image entries fit {spec.dataset}/{split}: "

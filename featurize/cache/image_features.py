@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from featurize.cache.integrity import reading, verify_data
 from featurize.cache.schema import read_attrs, read_strings
 from featurize.cache.store import open_entry
 from featurize.errors import CacheError
@@ -25,19 +26,30 @@ class ImageFeatures:
 
     @classmethod
     def load(cls, path: Path) -> ImageFeatures:
-        with open_entry(path) as handle:
+        """Read an entry whole and check it against its checksums (an IntegrityError naming the
+        file when it is damaged)."""
+        with open_entry(path) as handle, reading(path):
             metadata = read_attrs(handle)
             if metadata.get("kind") != "image":
                 raise CacheError(f"{path} is a {metadata.get('kind')!r} entry, not an image entry")
+            arrays = {name: handle[f"features/{name}"][()] for name in handle["features"]}
+            offsets = {name: handle[f"offsets/{name}"][()] for name in handle["offsets"]}
+            example_items = handle["example_images/items"][()]
+            example_offsets = handle["example_images/offsets"][()]
+            loaded = {f"features/{k}": v for k, v in arrays.items()} | {
+                f"offsets/{k}": v for k, v in offsets.items()
+            }
+            loaded |= {"example_images/items": example_items, "example_images/offsets": example_offsets}
+            verify_data(handle, path, loaded)
             return cls(
                 path=path,
                 metadata=metadata,
-                arrays={name: handle[f"features/{name}"][()] for name in handle["features"]},
-                offsets={name: handle[f"offsets/{name}"][()] for name in handle["offsets"]},
+                arrays=arrays,
+                offsets=offsets,
                 files=read_strings(handle, "strings/image_files"),
                 example_ids=read_strings(handle, "strings/example_ids"),
-                example_items=handle["example_images/items"][()],
-                example_offsets=handle["example_images/offsets"][()],
+                example_items=example_items,
+                example_offsets=example_offsets,
             )
 
     def images_of(self, example: int) -> list[int]:

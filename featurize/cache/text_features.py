@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from featurize.cache.integrity import reading, verify_data
 from featurize.cache.schema import read_attrs, read_strings
 from featurize.cache.store import open_entry
 from featurize.errors import CacheError
@@ -31,18 +32,25 @@ class TextFeatures:
 
     @classmethod
     def load(cls, path: Path) -> TextFeatures:
-        with open_entry(path) as handle:
+        """Read an entry whole and check it against its checksums (an IntegrityError naming the
+        file when it is damaged)."""
+        with open_entry(path) as handle, reading(path):
             metadata = read_attrs(handle)
             if metadata.get("kind") != "text":
                 raise CacheError(f"{path} is a {metadata.get('kind')!r} entry, not a text entry")
             labels = handle["labels/words"]
+            features = handle["features/words"][()]
+            offsets = handle["offsets/words"][()]
+            codes = labels[()]
+            loaded = {"features/words": features, "offsets/words": offsets, "labels/words": codes}
+            verify_data(handle, path, loaded)  # before anything is decoded from them
             return cls(
                 path=path,
                 metadata=metadata,
-                features=handle["features/words"][()],
-                offsets=handle["offsets/words"][()],
+                features=features,
+                offsets=offsets,
                 words=read_strings(handle, "strings/words"),
-                labels=labels[()],
+                labels=codes,
                 label_names=read_attrs(labels)["names"],
                 example_ids=read_strings(handle, "strings/example_ids"),
                 image_ids=[s.split("\t") if s else [] for s in read_strings(handle, "strings/image_ids")],

@@ -1,8 +1,10 @@
 """File-format readers, registered by ``--format`` name.
 
 Each reader turns one file into examples and raises :class:`DataFormatError` with the file
-and line for anything it cannot read. Tag checks that need dataset knowledge (allowed types)
-happen here too, so the first bad line is the one reported.
+and line for anything it cannot read, including input over the size limits of
+:mod:`featurize.limits`. Tag checks that need dataset knowledge (allowed types: a named
+dataset's own, or a user file's ``--types``) happen here too, so the first bad line is the
+one reported. ``tests/test_fuzz_readers.py`` holds every registered reader to this.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from pathlib import Path
 from featurize.errors import DataFormatError
 from featurize.example import Example
 from featurize.labels import check_tag
+from featurize.limits import MAX_EXAMPLE_WORDS, check_token, check_words, shown
 from featurize.readers import READERS
 from featurize.readers.text_file import read_lines
 
@@ -50,18 +51,22 @@ def _read(path: Path, types: set[str] | None, require_imgid: bool) -> list[Examp
         if line.startswith("IMGID:"):
             if words:
                 close()
-            image_ids = [line[len("IMGID:") :].strip()]
+            image_id = line[len("IMGID:") :].strip()
+            if not image_id:
+                raise DataFormatError(path, number, "IMGID: line without an id")
+            image_ids = [image_id]
             start = start or number
             continue
         columns = line.split("\t") if "\t" in line else line.split()
         if len(columns) < 2 or not columns[-1].strip():
-            raise DataFormatError(path, number, f"token {columns[0]!r} has no label")
+            raise DataFormatError(path, number, f"token {shown(columns[0])} has no label")
         token, tag = columns[0], columns[-1].strip()
-        if not token:
-            raise DataFormatError(path, number, "empty token")
+        check_token(token, path, number)
         check_tag(tag, str(path), number, types)
         if not words:
             start = start or number
+        if len(words) >= MAX_EXAMPLE_WORDS:
+            check_words(len(words) + 1, path, number, start)
         words.append(token)
         labels.append(tag)
     close()

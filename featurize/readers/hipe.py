@@ -11,6 +11,7 @@ from pathlib import Path
 from featurize.errors import DataFormatError
 from featurize.example import Example
 from featurize.labels import check_tag
+from featurize.limits import MAX_EXAMPLE_WORDS, check_token, check_words, shown
 from featurize.readers import READERS
 from featurize.readers.text_file import read_lines
 
@@ -58,6 +59,9 @@ def read_hipe(path: Path, types: set[str] | None = None) -> list[Example]:
                 raise DataFormatError(
                     path, number, f"expected a header row with TOKEN, {LABEL_COLUMN} and MISC"
                 )
+            twice = sorted({name for name in cells if cells.count(name) > 1})
+            if twice:
+                raise DataFormatError(path, number, f"header names {', '.join(map(shown, twice))} twice")
             columns = {name: i for i, name in enumerate(cells)}
             continue
         if cells[0] == "TOKEN":
@@ -66,10 +70,13 @@ def read_hipe(path: Path, types: set[str] | None = None) -> list[Example]:
             raise DataFormatError(path, number, f"{len(cells)} columns, the header has {len(columns)}")
         tag = cells[columns[LABEL_COLUMN]].strip()
         if not tag or tag == "_":
-            raise DataFormatError(path, number, f"token {cells[0]!r} has no {LABEL_COLUMN} label")
+            raise DataFormatError(path, number, f"token {shown(cells[0])} has no {LABEL_COLUMN} label")
+        check_token(cells[0], path, number)
         check_tag(tag, str(path), number, types)
         if not words:
             start = number
+        if len(words) >= MAX_EXAMPLE_WORDS:
+            check_words(len(words) + 1, path, number, start)
         words.append(cells[0])
         labels.append(tag)
         if "EndOfSentence" in cells[columns["MISC"]].split("|"):

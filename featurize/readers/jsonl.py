@@ -7,11 +7,13 @@ public Twitter sample files), so those files need no conversion.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from featurize.errors import DataFormatError
 from featurize.example import Example
 from featurize.labels import check_tag
+from featurize.limits import check_token, check_words
 from featurize.readers import READERS
 from featurize.readers.text_file import read_lines
 
@@ -40,9 +42,11 @@ def read_jsonl(path: Path, types: set[str] | None = None) -> list[Example]:
             raise DataFormatError(path, number, f"{len(words)} words but {len(labels)} labels")
         if not words:
             raise DataFormatError(path, number, "example has no words")
+        check_words(len(words), path, number)
         for word in words:
             if not word:
                 raise DataFormatError(path, number, "empty word")
+            check_token(word, path, number)
         for tag in labels:
             check_tag(tag, str(path), number, types)
         images: list[str] = []
@@ -63,12 +67,27 @@ def read_jsonl(path: Path, types: set[str] | None = None) -> list[Example]:
     return examples
 
 
+# A \uD800-\uDFFF escape: JSON lets it through alone, but no UTF-8 file or HDF5 string can hold it.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def json_object(line: str, path: Path, number: int) -> dict:
     """One JSONL line as an object, or one clear error naming the file and line."""
     try:
         record = json.loads(line)
     except json.JSONDecodeError as err:
         raise DataFormatError(path, number, f"not valid JSON: {err.msg}") from None
+    except RecursionError:
+        raise DataFormatError(path, number, "JSON nested too deeply to read") from None
+    except ValueError as err:  # an integer of more digits than Python converts
+        raise DataFormatError(path, number, f"JSON not readable: {str(err).split(':')[0]}") from None
     if not isinstance(record, dict):
         raise DataFormatError(path, number, "each line must be a JSON object")
+    if _SURROGATE_ESCAPE.search(line):
+        try:
+            json.dumps(record, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise DataFormatError(
+                path, number, "a \\uD800-\\uDFFF escape without its pair: not a Unicode character"
+            ) from None
     return record

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from featurize.datasets import LoadOptions, load_dataset
-from featurize.errors import ConfigError
+from featurize.errors import ConfigError, IntegrityError
 from heads.crf_suite import (
     CLUSTERS,
     CONFIG,
@@ -206,6 +206,11 @@ def test_load_refuses_broken_folders(trained: tuple, tmp_path: Path) -> None:
 
     config.write_text(text)
     (folder / MODEL).write_bytes(b"not a model")
+    with pytest.raises(IntegrityError, match=f"{MODEL} is damaged .its sha256 differs"):
+        CrfSuiteTagger.load(folder)  # the config records the model's sha256
+    unrecorded = json.loads(text)
+    del unrecorded["checksums"]  # as saved before checksums: CRFsuite itself refuses it
+    config.write_text(json.dumps(unrecorded))
     with pytest.raises(ConfigError, match=f"{MODEL}: not a CRFsuite model"):
         CrfSuiteTagger.load(folder)
     (folder / MODEL).unlink()
