@@ -161,6 +161,7 @@ def coverage(request: CoverageRequest) -> list[Report]:
             joined = join_knowledge(loaded.examples, knowledge)
             lengths: list[int] = []
             mentions = named = listed = typed = agree = 0
+            by_type: dict[str, list[int]] = {}  # gold type -> [listed with a kind, kind agrees]
             within = dict.fromkeys(budgets, 0)
             for example, text in zip(loaded.examples, joined.texts):
                 gold_typed = [(_normal(m), kind) for m, kind in _mentions(example)]
@@ -176,6 +177,9 @@ def coverage(request: CoverageRequest) -> list[Report]:
                     if match is not None:
                         typed += 1
                         agree += match == kind
+                        counts = by_type.setdefault(kind, [0, 0])
+                        counts[0] += 1
+                        counts[1] += match == kind
                 encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
                 offsets = encoded["offset_mapping"]
                 lengths.append(len(offsets))
@@ -204,6 +208,9 @@ def coverage(request: CoverageRequest) -> list[Report]:
                 "listed with a kind %": 100 * typed / max(1, mentions),
                 "kind = gold type %": 100 * agree / max(1, typed),
             }
+            for kind in sorted(by_type):  # where the model's kinds and the annotation disagree
+                listed_of, agreeing = by_type[kind]
+                row[f"{kind}: kind agrees %"] = 100 * agreeing / max(1, listed_of)
             for b in budgets:
                 row[f"cut at {b} %"] = 100 * float((array > b).mean())
             for b in budgets:
