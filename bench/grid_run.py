@@ -34,6 +34,22 @@ class GridRun:
     save_models: bool = True
     report_only: bool = False
     dry_run: bool = False
+    engine: str = "local"  # or "ray": cells as Ray tasks (bench.grid_ray)
+    ray_address: str | None = None  # None: a Ray started here with workers x threads CPUs
+    gpus_per_cell: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.engine not in ("local", "ray"):
+            raise ConfigError(f"--engine {self.engine!r}: choose local or ray")
+        if self.engine == "local" and (self.ray_address or self.gpus_per_cell):
+            raise ConfigError("--ray-address and --gpus-per-cell go with --engine ray")
+        if self.gpus_per_cell < 0:
+            raise ConfigError("--gpus-per-cell must not be negative")
+
+    def where(self) -> str:
+        if self.engine == "ray":
+            return f"as Ray tasks of {self.threads} thread(s) on {self.ray_address or 'a Ray started here'}"
+        return f"with {self.workers} worker(s) x {self.threads} thread(s)"
 
 
 @dataclass
@@ -62,6 +78,10 @@ def run(
     """Plan, run what the store lacks, report. Results go to RUNS/runs.jsonl as each cell ends,
     so an interrupted grid resumes; RUNS/report/heads-grid.{md,json,csv}, plots, RUNS/winners.json."""
     check_heads(options.heads)
+    if how.engine == "ray" and not how.dry_run and not how.report_only:
+        from featurize.ray_engine import require_ray
+
+        require_ray()
     runs = how.runs
     cells, skips = plan(EntryIndex(cache_root), options)
     store = RunStore(runs / "runs.jsonl")
@@ -71,7 +91,7 @@ def run(
         err.print(f"[dim]skip[/] {skip.what}: {skip.reason}")
     err.print(
         f"{len(cells)} cells planned ({len(cells) - len(todo)} finished earlier, {len(todo)} to run) "
-        f"with {how.workers} worker(s) x {how.threads} thread(s); store {store.path}"
+        f"{how.where()}; store {store.path}"
     )
     if how.dry_run:
         for c in todo:
@@ -81,7 +101,16 @@ def run(
     if todo and not how.report_only:
         started = time.time()
         with cells_bar(err, len(todo), {c.key: c.label for c in todo}) as on_done:
-            wall = run_grid(todo, store, cache_root, runs, how.workers, how.threads, how.save_models, on_done)
+            if how.engine == "ray":
+                from bench.grid_ray import local_cpus, run_grid_ray
+
+                cpus = local_cpus(how.workers, how.threads)
+                args = (how.threads, how.save_models, on_done, how.ray_address, how.gpus_per_cell, cpus)
+                wall = run_grid_ray(todo, store, cache_root, runs, *args)
+            else:
+                wall = run_grid(
+                    todo, store, cache_root, runs, how.workers, how.threads, how.save_models, on_done
+                )
         log_invocation(runs, started, len(todo), wall, how.workers, how.threads, command)
         err.print(
             f"ran {len(todo)} cells in {wall / 60:.1f} min (started {time.strftime('%H:%M', time.localtime(started))})"

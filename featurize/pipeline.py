@@ -22,10 +22,11 @@ from featurize.cache.store import FeatureStore
 from featurize.contexts import canonical, context_parts, default_budget, join_parts
 from featurize.datasets import Dataset
 from featurize.document_context import neighbour_texts
-from featurize.engines import KIND_TEXT, KIND_VISION, EncoderRecipe, Engine, EngineOptions, open_engine
+from featurize.engines import KIND_TEXT, KIND_VISION, EncoderRecipe, Engine, EngineOptions
 from featurize.errors import ConfigError
 from featurize.image_entries import DEFAULT_IMAGE_CHUNK, SplitImages, build_image_entry
 from featurize.knowledge import join_knowledge
+from featurize.ray_engine import open_engine
 from featurize.text import build_text_encoder
 from featurize.text.transformer import WordFeatureOptions
 from featurize.vision import VISION_ENCODERS, build_vision_encoder
