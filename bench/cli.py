@@ -296,22 +296,9 @@ def llm(
         str, typer.Option("--dataset", help="A named dataset or a path (with --format in featurize).")
     ] = LLM.dataset,
     split: Annotated[str, typer.Option("--split", help="Split to tag and score.")] = LLM.split,
-    base_url: Annotated[
-        str,
-        typer.Option(
-            "--base-url",
-            help="OpenAI-compatible endpoint (…/v1), or 'local': start llama-cpp-python's server with SmolLM2-135M here.",
-        ),
-    ] = LLM.base_url,
-    model: Annotated[
-        str, typer.Option("--model", help="Model name the server knows (default with 'local': its SmolLM2).")
-    ] = LLM.model,
-    api_key_env: Annotated[
-        str,
-        typer.Option(
-            "--api-key-env", help="Environment variable holding the API key (never written anywhere)."
-        ),
-    ] = LLM.api_key_env,
+    base_url: opt.BaseUrl = LLM.base_url,
+    model: opt.ChatModel = LLM.model,
+    api_key_env: opt.ApiKeyEnv = LLM.api_key_env,
     shots: Annotated[
         int, typer.Option("--shots", help="Few-shot examples from train, fixed by --seed.", min=0)
     ] = LLM.shots,
@@ -338,16 +325,9 @@ def llm(
             "--structured", help="auto, json_schema, json_object or off (structured-output request)."
         ),
     ] = LLM.structured,
-    concurrency: Annotated[
-        int, typer.Option("--concurrency", help="Requests in flight at once.", min=1)
-    ] = LLM.concurrency,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per request.")] = LLM.timeout,
-    attempts: Annotated[
-        int,
-        typer.Option(
-            "--attempts", help="HTTP attempts per request on 429/5xx/time-outs (exponential back-off).", min=1
-        ),
-    ] = LLM.attempts,
+    concurrency: opt.Concurrency = LLM.concurrency,
+    timeout: opt.RequestTimeout = LLM.timeout,
+    attempts: opt.Attempts = LLM.attempts,
     max_tokens: Annotated[
         int, typer.Option("--max-tokens", help="Answer length limit (0: 24 + 12 per word).", min=0)
     ] = LLM.max_tokens,
@@ -357,9 +337,7 @@ def llm(
     limit: Annotated[
         int, typer.Option("--limit", help="Tag only the first N examples (0: all).", min=0)
     ] = LLM.limit,
-    threads: Annotated[
-        int, typer.Option("--threads", help="CPU threads of the local server (0: all cores).", min=0)
-    ] = LLM.threads,
+    threads: opt.ServerThreads = LLM.threads,
     data_dir: opt.DataDir = None,
     output: Annotated[
         Path, typer.Option("--out", help="Folder for answers cache, predictions and report.")

@@ -249,3 +249,32 @@ GpusPerWorker = Annotated[
         "--gpus-per-worker", help="With --engine ray: GPUs per worker (fractions share one).", min=0
     ),
 ]
+
+
+# -- a chat model behind an OpenAI-compatible server (bench llm, featurize knowledge) ----------
+BaseUrl = Annotated[
+    str,
+    typer.Option(
+        "--base-url",
+        help="OpenAI-compatible endpoint (…/v1), or 'local': start llama-cpp-python's server with "
+        "SmolLM2-135M here for the run.",
+    ),
+]
+ChatModel = Annotated[
+    str, typer.Option("--model", help="Model name the server knows (default with 'local': its SmolLM2).")
+]
+ApiKeyEnv = Annotated[
+    str,
+    typer.Option("--api-key-env", help="Environment variable holding the API key (never written anywhere)."),
+]
+Concurrency = Annotated[int, typer.Option("--concurrency", help="Requests in flight at once.")]
+RequestTimeout = Annotated[float, typer.Option("--timeout", help="Seconds per request.")]
+Attempts = Annotated[
+    int,
+    typer.Option(
+        "--attempts", help="HTTP attempts per request on 429/5xx/time-outs (exponential back-off).", min=1
+    ),
+]
+ServerThreads = Annotated[
+    int, typer.Option("--threads", help="CPU threads of the local server (0: all cores).", min=0)
+]

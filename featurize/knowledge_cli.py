@@ -16,7 +16,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from featurize.cli_options import CacheDir, DataDir, Seed
+from featurize.cli_options import (
+    ApiKeyEnv,
+    Attempts,
+    BaseUrl,
+    CacheDir,
+    ChatModel,
+    Concurrency,
+    DataDir,
+    RequestTimeout,
+    Seed,
+    ServerThreads,
+)
 from featurize.console_app import stdout_console
 from featurize.knowledge_generate import KnowledgeRunConfig, KnowledgeSummary, run_knowledge, summary_path
 
@@ -28,17 +39,8 @@ def knowledge(
     dataset: Annotated[
         str, typer.Argument(help="A named dataset (see `featurize datasets`) or a path with --format.")
     ],
-    base_url: Annotated[
-        str,
-        typer.Option(
-            "--base-url",
-            help="OpenAI-compatible endpoint (…/v1), or 'local': start llama-cpp-python's server with "
-            "SmolLM2-135M here for the run.",
-        ),
-    ],
-    model: Annotated[
-        str, typer.Option("--model", help="Model name the server knows (default with 'local': its SmolLM2).")
-    ] = DEFAULTS.model,
+    base_url: BaseUrl,
+    model: ChatModel = DEFAULTS.model,
     split: Annotated[
         list[str] | None,
         typer.Option("--split", help="Only this split (repeatable or comma-separated). Default: all."),
@@ -47,9 +49,7 @@ def knowledge(
         int, typer.Option("--shots", help="In-context examples from train, answered from their gold labels.")
     ] = DEFAULTS.shots,
     seed: Seed = DEFAULTS.seed,
-    concurrency: Annotated[
-        int, typer.Option("--concurrency", help="Requests in flight at once.")
-    ] = DEFAULTS.concurrency,
+    concurrency: Concurrency = DEFAULTS.concurrency,
     limit: Annotated[
         int, typer.Option("--limit", help="Only the first N examples of each split (0: all).")
     ] = DEFAULTS.limit,
@@ -59,25 +59,13 @@ def knowledge(
             "--out", help="The knowledge file to write (default <cache>/knowledge/<dataset>-<model>.tsv)."
         ),
     ] = None,
-    api_key_env: Annotated[
-        str,
-        typer.Option(
-            "--api-key-env", help="Environment variable holding the API key (never written anywhere)."
-        ),
-    ] = DEFAULTS.api_key_env,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per request.")] = DEFAULTS.timeout,
-    attempts: Annotated[
-        int,
-        typer.Option(
-            "--attempts", help="HTTP attempts per request on 429/5xx/time-outs (exponential back-off)."
-        ),
-    ] = DEFAULTS.attempts,
+    api_key_env: ApiKeyEnv = DEFAULTS.api_key_env,
+    timeout: RequestTimeout = DEFAULTS.timeout,
+    attempts: Attempts = DEFAULTS.attempts,
     max_tokens: Annotated[
         int, typer.Option("--max-tokens", help="Longest answer, in the model's tokens.")
     ] = DEFAULTS.max_tokens,
-    threads: Annotated[
-        int, typer.Option("--threads", help="CPU threads of the local server (0: all cores).")
-    ] = DEFAULTS.threads,
+    threads: ServerThreads = DEFAULTS.threads,
     data_dir: DataDir = None,
     cache: CacheDir = None,
     fmt: Annotated[
