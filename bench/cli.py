@@ -18,6 +18,7 @@ from bench.finetune import FinetuneRequest
 from bench.grid import GRID_TRAIN as GRID
 from bench.grid import GridOptions
 from bench.grid_run import GridRun
+from bench.halving import Halving
 from bench.knowledge_coverage import BUDGETS as KNOWLEDGE_BUDGETS
 from bench.llm_baseline import LLMRunConfig
 from featurize import cli_options as opt
@@ -31,6 +32,7 @@ FT_ENC = FT.encoders
 assert FT_ENC is not None
 RUN = GridRun()
 GRID_OPTIONS = GridOptions()
+HALVING = Halving()
 LLM = LLMRunConfig()
 FT_REQUEST = FinetuneRequest("", FT)
 
@@ -174,6 +176,26 @@ def heads_grid(
             "--gpus-per-cell", help="With --engine ray: the GPU share of each cell (0: CPU only).", min=0
         ),
     ] = RUN.gpus_per_cell,
+    halving: Annotated[
+        bool,
+        typer.Option(
+            "--halving/--exact",
+            help="Successive halving: every configuration trains to the first rung, the best 1/eta per "
+            "dataset (mean dev entity F1 over seeds) go on, only the last rung's survivors train to "
+            "the end. Off by default: the exact grid trains every cell to its end.",
+        ),
+    ] = False,
+    halving_eta: Annotated[
+        int, typer.Option("--halving-eta", help="With --halving: keep the best 1/eta at each rung.", min=2)
+    ] = HALVING.eta,
+    halving_first_rung: Annotated[
+        int,
+        typer.Option(
+            "--halving-first-rung",
+            help="With --halving: the first rung's epoch; the next ones are eta times the previous.",
+            min=1,
+        ),
+    ] = HALVING.first_rung,
 ) -> None:
     """Train and evaluate every head x cached input combination x dataset x seed; resumable.
 
@@ -198,8 +220,18 @@ def heads_grid(
         all=all_,
         train=replace(GRID, epochs=epochs, patience=patience, batch_size=batch_size, precision=precision),
     )
+
     how = GridRun(
-        runs, workers, threads, save_models, report_only, dry_run, engine, ray_address, gpus_per_cell
+        runs,
+        workers,
+        threads,
+        save_models,
+        report_only,
+        dry_run,
+        engine,
+        ray_address,
+        gpus_per_cell,
+        Halving(halving_eta, halving_first_rung) if halving else None,
     )
     outcome = run(options, how, cache_dir(cache), out, Console(stderr=True), _command())
     if outcome.failed:

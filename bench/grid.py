@@ -50,11 +50,15 @@ class Cell:
     seed: int
     train: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
     label_map: str | None = None  # several corpora (dataset "a,b") mapped onto one scheme
+    # a successive-halving round: pause after this epoch. Not part of the key: a paused run is
+    # the first epochs of the full one, stored as a "stopped" line under the same key
+    stop_after: int | None = field(default=None, compare=False, hash=False)
 
     def identity(self) -> dict[str, object]:
         """The fields a key is made of; ``label_map`` only when set, so the keys of stores
         written before it existed stay the same."""
         d = asdict(self)
+        del d["stop_after"]
         if d["label_map"] is None:
             del d["label_map"]
         return d

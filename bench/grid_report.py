@@ -101,6 +101,23 @@ def skips_table(skips: list[Skip]) -> Report:
     )
 
 
+def halving_table(decisions: list[dict]) -> Report:
+    """Every configuration's score at each successive-halving rung and whether it went on."""
+    rows = [
+        {
+            "dataset": d["dataset"],
+            "rung (epoch)": d["rung"],
+            "configuration": d["config"],
+            "dev entity F1 at the rung": f"{d['dev_entity_f1']:.2f}",
+            "cutoff": f"{d['cutoff']:.2f}",
+            "went on": "yes" if d["kept"] else "stopped here",
+        }
+        for d in decisions
+    ]
+    columns = ["dataset", "rung (epoch)", "configuration", "dev entity F1 at the rung", "cutoff", "went on"]
+    return Report("Successive halving: each rung's decisions", columns, rows)
+
+
 def failures_table(failures: list[dict]) -> Report:
     rows = [
         {"cell": _cell_label(f["cell"]), "key": f["key"], "error": f.get("error", "")[:300]} for f in failures
@@ -132,6 +149,7 @@ def write(
     folder: Path,
     command: str,
     preamble: list[str],
+    extra: list[Report] | None = None,
 ) -> dict[str, Path]:
     datasets = sorted({r.dataset for r in results})
     reports = [dataset_table(results, d, command) for d in datasets]
@@ -146,6 +164,7 @@ def write(
             )
             + "; entity F1 = seqeval default mode (conlleval), micro; token macro F1 over BIO tags per word."
         )
+    reports += extra or []
     reports.append(references_table())
     if skips:
         reports.append(skips_table(skips))

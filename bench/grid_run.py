@@ -18,6 +18,7 @@ from bench import grid_report, winners
 from bench.grid import GridOptions, plan
 from bench.grid_runner import run_grid
 from bench.grid_summary import summarise
+from bench.halving import Halving, run_rounds
 from bench.progress import cells_bar
 from bench.run_store import RunStore
 from featurize.errors import ConfigError
@@ -37,6 +38,7 @@ class GridRun:
     engine: str = "local"  # or "ray": cells as Ray tasks (bench.grid_ray)
     ray_address: str | None = None  # None: a Ray started here with workers x threads CPUs
     gpus_per_cell: float = 0.0
+    halving: Halving | None = None  # None: the exact grid; else successive halving (bench.halving)
 
     def __post_init__(self) -> None:
         if self.engine not in ("local", "ray"):
@@ -100,26 +102,37 @@ def run(
     ran = 0
     if todo and not how.report_only:
         started = time.time()
-        with cells_bar(err, len(todo), {c.key: c.label for c in todo}) as on_done:
-            if how.engine == "ray":
-                from bench.grid_ray import local_cpus, run_grid_ray
+        clock = time.perf_counter()
+        trained: list[int] = []
 
-                cpus = local_cpus(how.workers, how.threads)
-                args = (how.threads, how.save_models, on_done, how.ray_address, how.gpus_per_cell, cpus)
-                wall = run_grid_ray(todo, store, cache_root, runs, *args)
-            else:
-                wall = run_grid(
-                    todo, store, cache_root, runs, how.workers, how.threads, how.save_models, on_done
-                )
-        log_invocation(runs, started, len(todo), wall, how.workers, how.threads, command)
-        err.print(
-            f"ran {len(todo)} cells in {wall / 60:.1f} min (started {time.strftime('%H:%M', time.localtime(started))})"
-        )
-        ran = len(todo)
+        def run_cells(batch: list) -> None:
+            trained.append(len(batch))
+            with cells_bar(err, len(batch), {c.key: c.label for c in batch}) as on_done:
+                _run_engine(batch, store, cache_root, how, on_done)
+
+        if how.halving is not None:
+            note = lambda message: err.print(message)  # noqa: E731
+            run_rounds(cells, store, how.halving, options.train.epochs, run_cells, runs, note)
+        else:
+            run_cells(todo)
+        wall = time.perf_counter() - clock
+        ran = sum(trained)
+        if ran:
+            log_invocation(runs, started, ran, wall, how.workers, how.threads, command)
+            err.print(
+                f"ran {ran} cell runs in {wall / 60:.1f} min "
+                f"(started {time.strftime('%H:%M', time.localtime(started))})"
+            )
     for warning in store.warnings:
         err.print(f"[yellow]warning[/] {warning}")
     planned = {c.key for c in cells}
     lines = [line for key, line in store.done().items() if key in planned]
+    extra = []
+    if how.halving is not None:
+        decisions = halving_decisions(runs)
+        lines = complete_configs(lines, cells)
+        if decisions:
+            extra.append(grid_report.halving_table(decisions))
     failures = [line for key, line in store.failed().items() if key in planned]
     if not lines:
         err.print("no finished cell of this grid in the store yet: nothing to report")
@@ -135,7 +148,13 @@ def run(
             f"Invocation started {past['started']}: {past['cells']} cells in {past['wall_seconds'] / 60:.1f} min "
             f"of wall time ({past['workers']} worker(s) x {past['threads']} thread(s))."
         )
-    paths = grid_report.write(results, skips, failures, runs / "report", command, preamble)
+    if how.halving is not None:
+        preamble.append(
+            f"Successive halving (eta {how.halving.eta}, first rung {how.halving.first_rung} epochs): "
+            "configurations behind on dev at a rung stopped there and are listed apart; the table "
+            "holds the configurations every seed of which trained to the end."
+        )
+    paths = grid_report.write(results, skips, failures, runs / "report", command, preamble, extra)
     from bench.grid_plots import write_plots
 
     pngs = write_plots(results, runs / "report")
@@ -148,6 +167,39 @@ def run(
     if failures:
         err.print(f"[red]{len(failures)} cell(s) failed[/]; re-run the same command to retry them")
     return GridOutcome(len(cells), ran, len(failures), paths)
+
+
+def _run_engine(cells: list, store: RunStore, cache_root: Path, how: GridRun, on_done) -> float:
+    if how.engine == "ray":
+        from bench.grid_ray import local_cpus, run_grid_ray
+
+        cpus = local_cpus(how.workers, how.threads)
+        args = (how.threads, how.save_models, on_done, how.ray_address, how.gpus_per_cell, cpus)
+        return run_grid_ray(cells, store, cache_root, how.runs, *args)
+    return run_grid(cells, store, cache_root, how.runs, how.workers, how.threads, how.save_models, on_done)
+
+
+def complete_configs(lines: list[dict], cells: list) -> list[dict]:
+    """Done lines of the configurations all of whose planned seeds are done (a halving grid
+    reports those; a configuration stopped at a rung is in the halving table instead)."""
+    wanted: dict[str, set[str]] = {}
+    for c in cells:
+        wanted.setdefault(c.label.rsplit(" s", 1)[0], set()).add(c.key)
+    have = {line["key"] for line in lines}
+    full = {k for keys in wanted.values() if keys <= have for k in keys}
+    return [line for line in lines if line["key"] in full]
+
+
+def halving_decisions(runs: Path) -> list[dict]:
+    from bench.halving import DECISIONS
+
+    path = runs / DECISIONS
+    if not path.exists():
+        return []
+    try:
+        return list(json.loads(path.read_text(encoding="utf-8")).get("decisions", []))
+    except (json.JSONDecodeError, AttributeError):
+        return []
 
 
 def log_invocation(

@@ -75,9 +75,11 @@ def run_cell(cell_json: dict, cache_root: str, runs_root: str, save_models: bool
         }
     record["peak_memory_mib"] = _peak_mib()
     record["peak_memory_scope"] = "cell" if per_cell_peak else "worker process"
+    halted = record.get("halted_at") is not None
     return {
         "key": cell.key,
-        "status": "done",
+        "status": "stopped" if halted else "done",  # stopped: paused at a halving rung
+        **({"stop_after": cell.stop_after} if halted else {}),
         "cell": cell.identity(),
         "model": str(out) if out else None,
         "wall_seconds": time.perf_counter() - started,
@@ -97,7 +99,9 @@ def _train(cell: Cell, cache_root: Path, out: Path | None) -> dict:
     )
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    config = TrainConfig(**(cell.train | {"seed": cell.seed, "threads": _THREADS}))
+    config = TrainConfig(
+        **(cell.train | {"seed": cell.seed, "threads": _THREADS, "stop_after": cell.stop_after})
+    )
     spec = RunSpec(head=cell.head, inputs=inputs, modality=cell.modality, train=config)
     return family_of_head(cell.head).train(spec, cache_root, out, quiet=True)
 

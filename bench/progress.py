@@ -106,11 +106,12 @@ def cells_bar(err: Console, total: int, labels: dict[str, str]) -> Iterator[Call
         def on_done(line: dict) -> None:
             bar.advance(task)
             name = labels.get(line["key"], line["key"])
-            if line["status"] == "done":
+            if line["status"] in ("done", "stopped"):  # stopped: paused at a halving rung
                 m = line["record"]["metrics"]
+                paused = f", paused after epoch {line['stop_after']}" if line["status"] == "stopped" else ""
                 bar.console.print(
                     f"{escape(name)}: dev {100 * m['dev']['entity_f1']:.2f} test {100 * m['test']['entity_f1']:.2f} "
-                    f"({line['wall_seconds']:.0f} s)"
+                    f"({line['wall_seconds']:.0f} s{paused})"
                 )
             else:
                 bar.console.print(f"[red]failed[/] {escape(name)}: {escape(line['error'])}")

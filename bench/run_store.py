@@ -3,7 +3,8 @@
 JSONL rather than SQLite: one writer (the grid's main process) appends whole lines and syncs
 them, so an interrupted grid leaves at worst one torn last line, which is ignored on reading
 (with a warning) and rewritten when the cell runs again. A line is never edited; a cell that
-ran twice (a retried failure) counts by its last ``done`` line.
+ran twice (a retried failure) counts by its last ``done`` line. ``stopped`` lines are cells a
+successive-halving round paused at a rung (``bench heads --halving``): an exact grid ignores them.
 """
 
 from __future__ import annotations
@@ -43,6 +44,14 @@ class RunStore:
     def done(self) -> dict[str, dict]:
         """The last successful line of each cell key."""
         return {line["key"]: line for line in self.lines() if line["status"] == "done"}
+
+    def stopped(self, rung: int) -> dict[str, dict]:
+        """Cells paused at successive-halving rung ``rung`` (their record: the first epochs)."""
+        return {
+            line["key"]: line
+            for line in self.lines()
+            if line["status"] == "stopped" and line.get("stop_after") == rung
+        }
 
     def failed(self) -> dict[str, dict]:
         done = self.done()

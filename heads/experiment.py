@@ -105,6 +105,7 @@ def run(
     that draw their own progress)."""
     started = time.perf_counter()
     model, batchers, data, vocab, index, inputs = prepare(spec, cache_root)
+    load_seconds = time.perf_counter() - started
     task = CachedFeatures(model, batchers["train"], batchers["dev"])
     progress = Progress()
     if on_epoch is not None:
@@ -112,7 +113,9 @@ def run(
     if on_note is not None:
         progress.on_note = on_note
     result = fit(task, spec.train, progress)
+    scoring_started = time.perf_counter()
     scores = {s: evaluate(model, b, spec.train.eval_batch) for s, b in batchers.items() if s != "train"}
+    score_seconds = time.perf_counter() - scoring_started
     record = {
         "head": spec.head,
         "modality": model.modality,
@@ -123,10 +126,13 @@ def run(
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,
         "stopped_early": result.stopped_early,
+        "halted_at": result.halted_at,
         "history": result.history,
         "metrics": scores,
         "metric_notes": METRIC_NOTES,
         "train_seconds": result.seconds,
+        "load_seconds": load_seconds,  # reading the cache and building the head
+        "score_seconds": score_seconds,  # tagging dev and test with the chosen epoch
         "wall_seconds": time.perf_counter() - started,
         "peak_memory_mib": peak_memory_mib(),
         "parameters": sum(p.numel() for p in model.parameters()),

@@ -82,6 +82,9 @@ class TrainConfig:
         1  # torch threads; 1 measured fastest for these small recurrent steps; 0: leave torch's setting
     )
     max_minutes: float | None = None  # stop after the epoch that would overrun this budget
+    # pause after this epoch (a successive-halving rung of `bench heads --halving`); the run is
+    # exactly the first epochs of the full one, which keeps every setting, the schedule included
+    stop_after: int | None = None
     limit: int | None = None  # train on the first N training examples only (smoke runs)
     eval_batch: int = 128  # examples per evaluation batch
     device: str = "cpu"  # where a head on live encoders trains: auto (a GPU when present), cpu or cuda
@@ -106,6 +109,7 @@ class TrainConfig:
                 "--warmup does not combine with --scheduler cosine",
             ),
             (self.limit is None or self.limit >= 1, "--limit must be at least 1"),
+            (self.stop_after is None or self.stop_after >= 1, "stop_after must be at least 1"),
             (self.eval_batch >= 1, "--eval-batch must be at least 1"),
         ]
         for ok, message in checks:
@@ -150,7 +154,16 @@ class TrainConfig:
 
 
 # Fields a grid cell's key did not hold when the grid's run store was introduced.
-_ADDED_SETTINGS = ("accumulate", "warmup", "max_minutes", "limit", "eval_batch", "device", "encoders")
+_ADDED_SETTINGS = (
+    "accumulate",
+    "warmup",
+    "max_minutes",
+    "limit",
+    "eval_batch",
+    "device",
+    "encoders",
+    "stop_after",
+)
 
 # bench finetune: the head on live encoders (epochs are long, the encoder moves slowly).
 FINETUNE_DEFAULTS: dict[str, Any] = {

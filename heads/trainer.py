@@ -183,6 +183,7 @@ class TrainResult:
     learning_rates: dict[str, float] = field(default_factory=dict)
     precision: str = "fp32"
     train_examples: int = 0
+    halted_at: int | None = None  # the epoch a stop_after rung paused it at (None: it ran to its end)
 
 
 FEW_STEPS = 200  # fewer optimizer steps in a whole run than this get a note (measured: 15 captions x 60 epochs stayed all-O)
@@ -287,7 +288,9 @@ def _fit(task: TrainingTask, config: TrainConfig, progress: Progress) -> TrainRe
     scorer = DevScorer(task.dev_gold())
     clip = list(task.clip_parameters()) if config.clip else []
 
-    def row(epoch: int, loss: float, dev: dict[str, object]) -> dict[str, float]:
+    def row(
+        epoch: int, loss: float, dev: dict[str, object], steps_s: float, dev_s: float
+    ) -> dict[str, float]:
         return {
             "epoch": epoch,
             "train_loss": loss,
@@ -295,17 +298,21 @@ def _fit(task: TrainingTask, config: TrainConfig, progress: Progress) -> TrainRe
             "dev_token_macro_f1": float(dev["token_macro_f1"]),  # type: ignore[arg-type]
             "lr_max": max(g["lr"] for g in optimizer.param_groups) if epoch else 0.0,
             "seconds": time.perf_counter() - started,
+            # where an epoch's time goes (the grid's time breakdown, docs: bench)
+            "step_seconds": steps_s,
+            "dev_seconds": dev_s,
         }
 
     history: list[dict[str, float]] = []
     best_score, best_epoch, best_state, best_dev = -1.0, 0, None, {}
     if task.starts_trained:
+        dev_start = time.perf_counter()
         best_dev = dict(scorer.scores(task.dev_tags(config.eval_batch)))
         best_score, best_state = float(best_dev[config.select]), task.snapshot()  # type: ignore[arg-type]
-        history.append(row(0, float("nan"), best_dev))
+        history.append(row(0, float("nan"), best_dev, 0.0, time.perf_counter() - dev_start))
         progress.on_epoch(history[-1])
     generator = torch.Generator().manual_seed(config.seed)
-    done_steps, epoch, stop_reason = 0, 0, ""
+    done_steps, epoch, stop_reason, halted_at = 0, 0, "", None
     for epoch in range(1, config.epochs + 1):
         epoch_start = time.perf_counter()
         task.module.train()
@@ -328,16 +335,21 @@ def _fit(task: TrainingTask, config: TrainConfig, progress: Progress) -> TrainRe
                 in_epoch += 1
                 schedule.after_step(epoch, in_epoch)
                 progress.on_step(done_steps, total_loss / micro)
+        dev_start = time.perf_counter()
         dev = dict(scorer.scores(task.dev_tags(config.eval_batch)))
+        dev_s = time.perf_counter() - dev_start
         score = float(dev[config.select])  # type: ignore[arg-type]
         schedule.after_epoch(score)
-        history.append(row(epoch, total_loss / max(micro, 1), dev))
+        history.append(row(epoch, total_loss / max(micro, 1), dev, dev_start - epoch_start, dev_s))
         progress.on_epoch(history[-1])
         if score > best_score:
             best_score, best_epoch, best_dev = score, epoch, dev
             best_state = task.snapshot()
         elif epoch - best_epoch >= config.patience:
             stop_reason = f"no better dev {config.select.replace('_', ' ')} for {config.patience} epochs"
+            break
+        if config.stop_after is not None and config.stop_after <= epoch < config.epochs:
+            stop_reason, halted_at = f"paused at the rung after epoch {epoch}", epoch
             break
         if config.max_minutes is not None and epoch < config.epochs:
             elapsed = time.perf_counter() - started
@@ -361,4 +373,5 @@ def _fit(task: TrainingTask, config: TrainConfig, progress: Progress) -> TrainRe
         learning_rates=rates,
         precision="bf16" if bf16 else "fp32",
         train_examples=task.n_train,
+        halted_at=halted_at,
     )
