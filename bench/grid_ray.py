@@ -43,6 +43,7 @@ def _set_threads(threads: int) -> None:
     from bench import grid_runner
 
     grid_runner._THREADS = threads
+    grid_runner.limit_native_threads(threads)
     torch.set_num_threads(threads)
     try:
         torch.set_num_interop_threads(1)

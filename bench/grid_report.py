@@ -101,6 +101,47 @@ def skips_table(skips: list[Skip]) -> Report:
     )
 
 
+def time_table(lines: list[dict]) -> Report:
+    """Where a grid's time goes, per head and text encoder: reading the cache, optimizer steps
+    and dev tagging per epoch, epochs run, the final dev/test scoring, and each group's share of
+    the grid's summed cell time (CPU time of one worker; the wall time is about this over the
+    workers)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for line in lines:
+        cell = line["cell"]
+        groups.setdefault((cell["head"], str(cell.get("text") or "own")), []).append(line)
+    total = sum(float(line["wall_seconds"]) for line in lines) or 1.0
+
+    def mean(values: list[float]) -> str:
+        return f"{statistics.fmean(values):.1f}" if values else "-"
+
+    rows = []
+    for (head, text), group in sorted(
+        groups.items(), key=lambda kv: -sum(float(x["wall_seconds"]) for x in kv[1])
+    ):
+        records = [line["record"] for line in group]
+        epochs = [row for r in records for row in (r.get("history") or []) if row.get("epoch", 0) >= 1]
+        seconds = sum(float(line["wall_seconds"]) for line in group)
+        rows.append(
+            {
+                "head": head,
+                "text": text,
+                "cells": len(group),
+                "epochs run": mean([float(r["epochs_run"]) for r in records if r.get("epochs_run")]),
+                "load s": mean([float(r["load_seconds"]) for r in records if "load_seconds" in r]),
+                "steps s/epoch": mean([float(e["step_seconds"]) for e in epochs if "step_seconds" in e]),
+                "dev s/epoch": mean([float(e["dev_seconds"]) for e in epochs if "dev_seconds" in e]),
+                "scoring s": mean([float(r["score_seconds"]) for r in records if "score_seconds" in r]),
+                "cell s": mean([float(line["wall_seconds"]) for line in group]),
+                "sum min": f"{seconds / 60:.1f}",
+                "share": f"{100 * seconds / total:.0f}%",
+            }
+        )
+    columns = ["head", "text", "cells", "epochs run", "load s", "steps s/epoch", "dev s/epoch", "scoring s"]
+    columns += ["cell s", "sum min", "share"]
+    return Report("Where the time goes (per head and text encoder, means over cells)", columns, rows)
+
+
 def halving_table(decisions: list[dict]) -> Report:
     """Every configuration's score at each successive-halving rung and whether it went on."""
     rows = [
@@ -150,6 +191,7 @@ def write(
     command: str,
     preamble: list[str],
     extra: list[Report] | None = None,
+    timed: list[dict] | None = None,
 ) -> dict[str, Path]:
     datasets = sorted({r.dataset for r in results})
     reports = [dataset_table(results, d, command) for d in datasets]
@@ -165,6 +207,8 @@ def write(
             + "; entity F1 = seqeval default mode (conlleval), micro; token macro F1 over BIO tags per word."
         )
     reports += extra or []
+    if timed:
+        reports.append(time_table(timed))
     reports.append(references_table())
     if skips:
         reports.append(skips_table(skips))

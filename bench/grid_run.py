@@ -127,6 +127,9 @@ def run(
         err.print(f"[yellow]warning[/] {warning}")
     planned = {c.key for c in cells}
     lines = [line for key, line in store.done().items() if key in planned]
+    timed = [
+        line for line in store.lines() if line["status"] in ("done", "stopped") and line["key"] in planned
+    ]
     extra = []
     if how.halving is not None:
         decisions = halving_decisions(runs)
@@ -154,7 +157,7 @@ def run(
             "configurations behind on dev at a rung stopped there and are listed apart; the table "
             "holds the configurations every seed of which trained to the end."
         )
-    paths = grid_report.write(results, skips, failures, runs / "report", command, preamble, extra)
+    paths = grid_report.write(results, skips, failures, runs / "report", command, preamble, extra, timed)
     from bench.grid_plots import write_plots
 
     pngs = write_plots(results, runs / "report")

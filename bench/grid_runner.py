@@ -34,6 +34,19 @@ def _init_worker(threads: int) -> None:
 
     torch.set_num_threads(threads)
     torch.set_num_interop_threads(1)
+    limit_native_threads(threads)
+
+
+def limit_native_threads(threads: int) -> None:
+    """Hold OpenMP and BLAS (scikit-learn's KMeans, numpy) to the worker's threads, as torch is.
+    Left alone, each worker's KMeans ran 2 OpenMP + 2 OpenBLAS threads beside the other worker
+    on this 2-core machine: the crfsuite cell with KMeans took 405 s and the CWI cells beside it
+    twice their time per epoch (docs: bench, "where the time goes"). KMeans' centres with one
+    thread differ from two threads' by at most 1e-6 and give every word the same cluster id.
+    The limit lasts for the worker process's life (threadpoolctl keeps it until reset)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
 
 
 def _reset_peak() -> bool:
