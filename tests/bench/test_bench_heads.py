@@ -191,3 +191,22 @@ def test_tiny_grid_runs_resumes_and_reports(
     flat = err.replace("\n", " ")
     assert code == 0 and "1 finished earlier, 1 to run" in flat and "torn" in flat
     assert len(RunStore(store.path).done()) == 2
+
+
+def test_time_table_says_where_each_heads_time_goes() -> None:
+    lines = [_line(f"m{s}", "msb", s, 0.8, 0.8) for s in (0, 1)] + [_line("b0", "bilstm-crf", 0, 0.8, 0.8)]
+    for line in lines:
+        line["record"] |= {"load_seconds": 0.5, "score_seconds": 1.0}
+        for row in line["record"]["history"]:
+            row |= {"step_seconds": 1.5, "dev_seconds": 0.25}
+    lines[2]["wall_seconds"] = 28.0  # bilstm-crf: 28 of the 42 summed seconds
+    crf = _line("c0", "crf", 0, 0.7, 0.7, text=None)
+    crf["record"] = {"metrics": crf["record"]["metrics"], "train_seconds": 6.0}  # crfsuite: no epochs
+    table = grid_report.time_table([*lines, crf])
+    rows = {(r["head"], r["text"]): r for r in table.rows}
+    assert list(rows)[0] == ("bilstm-crf", "minilm")  # the largest share first
+    assert rows[("bilstm-crf", "minilm")]["share"] == "57%"
+    msb = rows[("msb", "minilm")]
+    assert msb["cells"] == 2 and msb["steps s/epoch"] == "1.5" and msb["dev s/epoch"] == "0.2"
+    assert msb["load s"] == "0.5" and msb["epochs run"] == "3.0" and msb["sum min"] == "0.2"
+    assert rows[("crf", "own")]["steps s/epoch"] == "-"
