@@ -186,6 +186,9 @@ class TrainResult:
     halted_at: int | None = None  # the epoch a stop_after rung paused it at (None: it ran to its end)
 
 
+# the keys of a history row that are clock readings, not results (left out where runs are compared)
+TIMING_KEYS = frozenset({"seconds", "step_seconds", "dev_seconds"})
+
 FEW_STEPS = 200  # fewer optimizer steps in a whole run than this get a note (measured: 15 captions x 60 epochs stayed all-O)
 
 

@@ -30,7 +30,7 @@ from heads.experiment import RunSpec, evaluate_saved, prepare, run
 from heads.inputs import EntryIndex, InputSpec
 from heads.tagger import HEADS
 from heads.train_config import TrainConfig
-from heads.trainer import CachedFeatures, fit
+from heads.trainer import TIMING_KEYS, CachedFeatures, fit
 from heads.trainer import predict_tags as predict
 
 pytestmark = pytest.mark.slow
@@ -156,7 +156,7 @@ def test_head_learns(combo: Combo, mini: Mini) -> None:
 
 
 def without_time(history: list[dict[str, float]]) -> list[dict[str, float]]:
-    return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+    return [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in history]
 
 
 def test_same_spec_twice_gives_identical_results(mini: Mini) -> None:
