@@ -18,7 +18,7 @@ from bench import grid_report, winners
 from bench.grid import GridOptions, plan
 from bench.grid_runner import run_grid
 from bench.grid_summary import summarise
-from bench.halving import Halving, run_rounds
+from bench.halving import Halving, config_key, read_decisions, run_rounds
 from bench.progress import cells_bar
 from bench.run_store import RunStore
 from featurize.errors import ConfigError
@@ -132,7 +132,7 @@ def run(
     ]
     extra = []
     if how.halving is not None:
-        decisions = halving_decisions(runs)
+        decisions = read_decisions(runs)
         lines = complete_configs(lines, cells)
         if decisions:
             extra.append(grid_report.halving_table(decisions))
@@ -187,22 +187,10 @@ def complete_configs(lines: list[dict], cells: list) -> list[dict]:
     reports those; a configuration stopped at a rung is in the halving table instead)."""
     wanted: dict[str, set[str]] = {}
     for c in cells:
-        wanted.setdefault(c.label.rsplit(" s", 1)[0], set()).add(c.key)
+        wanted.setdefault(config_key(c), set()).add(c.key)
     have = {line["key"] for line in lines}
     full = {k for keys in wanted.values() if keys <= have for k in keys}
     return [line for line in lines if line["key"] in full]
-
-
-def halving_decisions(runs: Path) -> list[dict]:
-    from bench.halving import DECISIONS
-
-    path = runs / DECISIONS
-    if not path.exists():
-        return []
-    try:
-        return list(json.loads(path.read_text(encoding="utf-8")).get("decisions", []))
-    except (json.JSONDecodeError, AttributeError):
-        return []
 
 
 def log_invocation(

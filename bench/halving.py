@@ -68,7 +68,6 @@ class Decision:
 class HalvingOutcome:
     rungs: list[int]
     decisions: list[Decision] = field(default_factory=list)
-    stopped: dict[str, int] = field(default_factory=dict)  # cell key -> the rung it stopped at
 
     def to_json(self, halving: Halving) -> dict[str, object]:
         return {
@@ -79,7 +78,8 @@ class HalvingOutcome:
         }
 
 
-def _config_key(cell: Cell) -> str:
+def config_key(cell: Cell) -> str:
+    """What the seeds of one configuration share (the key of its group)."""
     return json.dumps(cell.config() | {"train": cell.train}, sort_keys=True, default=str)
 
 
@@ -92,7 +92,7 @@ def decide(
     without a line (failed) is left out of its configuration's mean."""
     groups: dict[str, list[Cell]] = {}
     for cell in cells:
-        groups.setdefault(_config_key(cell), []).append(cell)
+        groups.setdefault(config_key(cell), []).append(cell)
     contest: dict[str, list[tuple[float, str, str]]] = {}
     for key, members in groups.items():
         scored = [lines[c.key] for c in members if c.key in lines]
@@ -112,7 +112,7 @@ def decide(
             if kept:
                 kept_keys.add(key)
             decisions.append(Decision(dataset, rung, label, round(mean, 2), kept, round(cutoff, 2)))
-    going_on = [c for c in cells if _config_key(c) in kept_keys]
+    going_on = [c for c in cells if config_key(c) in kept_keys]
     return going_on, decisions
 
 
@@ -147,9 +147,6 @@ def run_rounds(
         lines = store.done() | store.stopped(rung)
         going_on, decisions = decide(alive, lines, rung, halving.eta)
         outcome.decisions += decisions
-        for cell in alive:
-            if cell not in going_on and lines.get(cell.key, {}).get("status") == "stopped":
-                outcome.stopped[cell.key] = rung
         alive = going_on
     todo = [c for c in alive if c.key not in store.done()]
     note(f"halving: {len(alive)} cell(s) train to the end ({len(alive) - len(todo)} already there)")
@@ -157,3 +154,14 @@ def run_rounds(
         run_cells(todo)
     atomic_write_text(runs / DECISIONS, json.dumps(outcome.to_json(halving), indent=1))
     return outcome
+
+
+def read_decisions(runs: Path) -> list[dict]:
+    """The decisions a halving grid wrote under ``runs`` ([] when none or unreadable)."""
+    path = runs / DECISIONS
+    if not path.exists():
+        return []
+    try:
+        return list(json.loads(path.read_text(encoding="utf-8")).get("decisions", []))
+    except (json.JSONDecodeError, AttributeError):
+        return []
