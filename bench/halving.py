@@ -129,11 +129,12 @@ def run_rounds(
     ``store``); resumable: a round's finished or paused cells are read back from the store."""
     outcome = HalvingOutcome(halving.rungs(epochs))
     alive = [c for c in cells if not _is_crfsuite(c.head)]
-    whole = [c for c in cells if _is_crfsuite(c.head)]  # no epochs to pause at: they run once, whole
-    todo = [c for c in whole if c.key not in store.done()]
-    if todo:
-        note(f"halving: {len(todo)} crfsuite cell(s) run whole (no epochs to pause at)")
-        run_cells(todo)
+    # crfsuite cells have no epochs to pause at: they run once, whole, in the first batch, so
+    # the long ones start first (the plan's longest-first order) and fill the cores beside
+    # the rung's short cells instead of leaving one core idle at the end of a batch of their own
+    whole = [c for c in cells if _is_crfsuite(c.head) and c.key not in store.done()]
+    if whole:
+        note(f"halving: {len(whole)} crfsuite cell(s) run whole (no epochs to pause at)")
     for rung in outcome.rungs:
         done, paused = store.done(), store.stopped(rung)
         todo = [replace(c, stop_after=rung) for c in alive if c.key not in done and c.key not in paused]
@@ -141,6 +142,7 @@ def run_rounds(
             f"halving rung {rung}: {len(alive)} cell(s) train to epoch {rung} "
             f"({len(alive) - len(todo)} already there)"
         )
+        todo, whole = _in_plan_order(whole + todo, cells), []
         if todo:
             run_cells(todo)
         # the score at the rung: a survivor's paused line, not the done line it has since
@@ -150,10 +152,17 @@ def run_rounds(
         alive = going_on
     todo = [c for c in alive if c.key not in store.done()]
     note(f"halving: {len(alive)} cell(s) train to the end ({len(alive) - len(todo)} already there)")
+    todo = _in_plan_order(whole + todo, cells)  # crfsuite cells still here when there is no rung
     if todo:
         run_cells(todo)
     atomic_write_text(runs / DECISIONS, json.dumps(outcome.to_json(halving), indent=1))
     return outcome
+
+
+def _in_plan_order(todo: list[Cell], planned: list[Cell]) -> list[Cell]:
+    """``todo`` in the order the grid planned its cells (longest first)."""
+    rank = {c.key: i for i, c in enumerate(planned)}
+    return sorted(todo, key=lambda c: rank[c.key])
 
 
 def read_decisions(runs: Path) -> list[dict]:

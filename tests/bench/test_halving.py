@@ -13,7 +13,7 @@ from heads_data import DATASET, Mini
 
 import bench.cli
 from bench.grid import Cell
-from bench.halving import DECISIONS, Halving, decide
+from bench.halving import DECISIONS, Halving, decide, run_rounds
 from bench.run_store import RunStore
 from featurize.errors import ConfigError
 
@@ -78,6 +78,31 @@ def test_a_seed_without_a_line_is_left_out_of_the_mean() -> None:
     }
     going_on, decisions = decide(cells, lines, rung=3, eta=2)
     assert {c.head for c in going_on} == {"a"} and decisions[0].dev_entity_f1 == 90.0
+
+
+def test_crfsuite_cells_run_whole_in_the_first_rungs_batch_longest_first(tmp_path: Path) -> None:
+    crf = Cell("t17", "crf", "text", "minilm", None, "none", 0, {"epochs": 9})
+    torch_cells = [_cell(h, s) for h in ("a", "b", "c") for s in (0, 1)]
+    planned = [crf, *torch_cells]  # the plan's order: longest first
+    store = RunStore(tmp_path / "runs.jsonl")
+    batches: list[list[tuple[str, int | None]]] = []
+    dev = {"a": 0.9, "b": 0.5, "c": 0.4, "crf": 0.1}
+
+    def run_cells(todo: list[Cell]) -> None:
+        batches.append([(c.head, c.stop_after) for c in todo])
+        for c in todo:
+            status = "stopped" if c.stop_after else "done"
+            store.append(_line(c, dev[c.head], status) | {"stop_after": c.stop_after})
+
+    run_rounds(planned, store, Halving(3, 3), 9, run_cells, tmp_path, lambda _: None)
+    # one batch per rung (3) and the last; crfsuite whole (no stop_after) first in the first
+    assert batches[0][0] == ("crf", None)
+    assert sorted(batches[0][1:]) == sorted((c.head, 3) for c in torch_cells)
+    assert batches[1:] == [[("a", None), ("a", None)]]  # the best third of three configurations
+    # resumed from the store: nothing runs again
+    batches.clear()
+    run_rounds(planned, store, Halving(3, 3), 9, run_cells, tmp_path, lambda _: None)
+    assert batches == []
 
 
 @pytest.mark.slow
