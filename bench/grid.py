@@ -277,3 +277,8 @@ def describe_cells(cells: list[Cell]) -> dict[str, int]:
 
 def models_folder(root: Path, cell: Cell) -> Path:
     return root / "cells" / cell.key
+
+
+def paused_state(root: Path, key: str) -> Path:
+    """Where a cell paused at a halving rung keeps its training state (heads.paused_run)."""
+    return root / "paused" / key

@@ -120,7 +120,14 @@ def time_table(lines: list[dict]) -> Report:
         groups.items(), key=lambda kv: -sum(float(x["wall_seconds"]) for x in kv[1])
     ):
         records = [line["record"] for line in group]
-        epochs = [row for r in records for row in (r.get("history") or []) if row.get("epoch", 0) >= 1]
+        # a run resumed from a halving rung repeats its earlier epochs' rows: those timed its
+        # paused line
+        epochs = [
+            row
+            for r in records
+            for row in (r.get("history") or [])
+            if row.get("epoch", 0) > (r.get("resumed_after") or 0)
+        ]
         seconds = sum(float(line["wall_seconds"]) for line in group)
         rows.append(
             {

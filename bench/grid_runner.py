@@ -21,7 +21,7 @@ from dataclasses import asdict
 from multiprocessing import get_context
 from pathlib import Path
 
-from bench.grid import Cell, models_folder
+from bench.grid import Cell, models_folder, paused_state
 from bench.run_store import RunStore
 
 _THREADS = 1
@@ -76,7 +76,7 @@ def run_cell(cell_json: dict, cache_root: str, runs_root: str, save_models: bool
     started = time.perf_counter()
     out = models_folder(Path(runs_root), cell) if save_models else None
     try:
-        record = _train(cell, Path(cache_root), out)
+        record = _train(cell, Path(cache_root), out, Path(runs_root))
     except Exception as err:  # noqa: BLE001  (any failure is recorded, the grid goes on)
         return {
             "key": cell.key,
@@ -101,7 +101,7 @@ def run_cell(cell_json: dict, cache_root: str, runs_root: str, save_models: bool
     }
 
 
-def _train(cell: Cell, cache_root: Path, out: Path | None) -> dict:
+def _train(cell: Cell, cache_root: Path, out: Path | None, runs_root: Path) -> dict:
     from heads.experiment import RunSpec
     from heads.families import family_of_head
     from heads.inputs import InputSpec
@@ -112,8 +112,19 @@ def _train(cell: Cell, cache_root: Path, out: Path | None) -> dict:
     )
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+    # a halving round pauses the cell with its state on disk; the next round goes on from it
+    paused = paused_state(runs_root, cell.key)
+    pause_state = str(paused) if cell.stop_after is not None or paused.exists() else None
     config = TrainConfig(
-        **(cell.train | {"seed": cell.seed, "threads": _THREADS, "stop_after": cell.stop_after})
+        **(
+            cell.train
+            | {
+                "seed": cell.seed,
+                "threads": _THREADS,
+                "stop_after": cell.stop_after,
+                "pause_state": pause_state,
+            }
+        )
     )
     spec = RunSpec(head=cell.head, inputs=inputs, modality=cell.modality, train=config)
     return family_of_head(cell.head).train(spec, cache_root, out, quiet=True)

@@ -5,12 +5,13 @@ survivors of the last rung train to the end, exactly as the exact grid trains th
 Synchronous halving (Jamieson & Talwalkar 2016), not asynchronous ASHA: a rung's decision waits
 for all its cells, so it depends on the run store alone, and the same command gives the same
 cells, decisions and numbers on any number of workers (ASHA decides on whoever has reported so
-far, which changes with the scheduling). A survivor is trained again from its first epoch in the
-next round instead of resumed: a run paused at epoch r is the first r epochs of the full run
-(same seed, same data order, same schedule), so the survivor's final line is the exact grid's
-line for that cell, and its key is the same. Re-training costs the survivors' earlier epochs,
-about a sixth of the halving grid's time at eta 3 (docs: bench), and needs no optimizer or RNG
-state on disk. Ray Tune's schedulers do the same bookkeeping for Tune trials; the grid's cells
+far, which changes with the scheduling). A run paused at epoch r is the first r epochs of the
+full run (same seed, same data order, same schedule), and it leaves its whole training state on
+disk (heads.paused_run: weights, AdamW's moments, schedule, random states); a survivor goes on
+from it in the next round, so its final line is the exact grid's line for that cell, under the
+same key, without training its first epochs again. Where the state is missing (a Ray worker on
+another node, a torn or foreign file) the survivor trains from epoch 1, with the same result.
+The states of stopped configurations are deleted at each decision. Ray Tune's schedulers do the same bookkeeping for Tune trials; the grid's cells
 are not Tune trials (they are the run store's lines, on the local pool or Ray tasks), so the
 rule is these few lines instead.
 """
@@ -19,12 +20,13 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from bench.grid import Cell, _is_crfsuite
+from bench.grid import Cell, _is_crfsuite, paused_state
 from bench.grid_summary import config_label
 from bench.run_store import RunStore
 from featurize.atomic import atomic_write_text
@@ -149,6 +151,10 @@ def run_rounds(
         lines = store.done() | store.stopped(rung)
         going_on, decisions = decide(alive, lines, rung, halving.eta)
         outcome.decisions += decisions
+        kept = {c.key for c in going_on}
+        for cell in alive:  # a stopped configuration's states will not be read again
+            if cell.key not in kept:
+                shutil.rmtree(paused_state(runs, cell.key), ignore_errors=True)
         alive = going_on
     todo = [c for c in alive if c.key not in store.done()]
     note(f"halving: {len(alive)} cell(s) train to the end ({len(alive) - len(todo)} already there)")

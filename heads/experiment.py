@@ -127,6 +127,7 @@ def run(
         "epochs_run": result.epochs_run,
         "stopped_early": result.stopped_early,
         "halted_at": result.halted_at,
+        "resumed_after": result.resumed_after,
         "history": result.history,
         "metrics": scores,
         "metric_notes": METRIC_NOTES,

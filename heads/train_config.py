@@ -85,6 +85,9 @@ class TrainConfig:
     # pause after this epoch (a successive-halving rung of `bench heads --halving`); the run is
     # exactly the first epochs of the full one, which keeps every setting, the schedule included
     stop_after: int | None = None
+    # a folder for the state of a run paused at stop_after, and from which a run goes on when a
+    # state made by the same settings is there (bench heads --halving; not part of a cell's key)
+    pause_state: str | None = None
     limit: int | None = None  # train on the first N training examples only (smoke runs)
     eval_batch: int = 128  # examples per evaluation batch
     device: str = "cpu"  # where a head on live encoders trains: auto (a GPU when present), cpu or cuda
@@ -146,7 +149,7 @@ class TrainConfig:
         are at their default and were added after the store format was fixed are left out, so a
         store written before keeps its keys."""
         defaults = TrainConfig()
-        d = {k: v for k, v in asdict(self).items() if k not in ("seed", "threads")}
+        d = {k: v for k, v in asdict(self).items() if k not in ("seed", "threads", "pause_state")}
         for name in _ADDED_SETTINGS:
             if getattr(self, name) == getattr(defaults, name):
                 d.pop(name, None)

@@ -23,6 +23,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -33,6 +34,8 @@ from featurize.build import peak_memory_mib
 from featurize.errors import ConfigError
 from heads.data import Batch, Batcher
 from heads.metrics import DevScorer, all_scores
+from heads.paused_run import PausedRun
+from heads.paused_run import remove as remove_paused
 from heads.tagger import Tagger
 from heads.train_config import TrainConfig
 
@@ -184,6 +187,7 @@ class TrainResult:
     precision: str = "fp32"
     train_examples: int = 0
     halted_at: int | None = None  # the epoch a stop_after rung paused it at (None: it ran to its end)
+    resumed_after: int | None = None  # the epoch of the paused state it went on from (None: from the start)
 
 
 # the keys of a history row that are clock readings, not results (left out where runs are compared)
@@ -247,6 +251,39 @@ class _Schedule:
     def after_epoch(self, score: float) -> None:
         if self.plateau is not None:
             self.plateau.step(score)
+
+    _SCHEDULERS = ("step_lr", "cosine", "plateau")
+
+    def state(self) -> dict[str, Any]:
+        """Where the schedule stands (for a paused run); JSON, torch's scheduler state dicts."""
+        out: dict[str, Any] = {"steps": self.steps}
+        for name in self._SCHEDULERS:
+            scheduler = getattr(self, name)
+            if scheduler is not None:
+                out[name] = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
+        return out
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.steps = state["steps"]
+        for name in self._SCHEDULERS:
+            scheduler = getattr(self, name)
+            if scheduler is not None:
+                saved = dict(state[name])
+                if name == "step_lr":  # a bound method has no state of its own
+                    saved["lr_lambdas"] = [None] * len(scheduler.lr_lambdas)
+                scheduler.load_state_dict(saved)
+
+
+def _pause_identity(config: TrainConfig, task: TrainingTask) -> dict[str, Any]:
+    """What a paused state must have been made by to be resumed: the same settings (the rung
+    and the state's own folder aside), seed, training examples and parameter shapes."""
+    settings = {
+        k: v
+        for k, v in config.key_settings().items()
+        if k not in ("stop_after", "pause_state", "max_minutes")
+    }
+    shapes = {name: list(p.shape) for name, p in task.module.named_parameters()}
+    return {"settings": settings, "seed": config.seed, "n_train": task.n_train, "shapes": shapes}
 
 
 def fit(task: TrainingTask, config: TrainConfig, progress: Progress | None = None) -> TrainResult:
@@ -316,7 +353,22 @@ def _fit(task: TrainingTask, config: TrainConfig, progress: Progress) -> TrainRe
         progress.on_epoch(history[-1])
     generator = torch.Generator().manual_seed(config.seed)
     done_steps, epoch, stop_reason, halted_at = 0, 0, "", None
-    for epoch in range(1, config.epochs + 1):
+    paused_at = Path(config.pause_state) if config.pause_state else None
+    identity = _pause_identity(config, task)
+    resumed = PausedRun.load(paused_at, identity) if paused_at is not None else None
+    if resumed is not None:
+        task.restore(resumed.module)
+        optimizer.load_state_dict(resumed.optimizer)
+        schedule.load_state(resumed.schedule)
+        resumed.restore_random_states(generator)
+        history = resumed.history
+        best_score, best_epoch, best_dev = resumed.best_score, resumed.best_epoch, resumed.best_dev
+        best_state = resumed.best_state
+        done_steps, epoch = resumed.done_steps, resumed.epoch
+        started -= resumed.seconds  # the learning curve's clock goes on from the pause
+        progress.on_note(f"resumed after epoch {resumed.epoch} from {paused_at}")
+    first_epoch = epoch + 1  # 1, or the epoch after the paused state's
+    for epoch in range(first_epoch, config.epochs + 1):
         epoch_start = time.perf_counter()
         task.module.train()
         total_loss, micro, in_epoch = 0.0, 0, 0
@@ -353,6 +405,22 @@ def _fit(task: TrainingTask, config: TrainConfig, progress: Progress) -> TrainRe
             break
         if config.stop_after is not None and config.stop_after <= epoch < config.epochs:
             stop_reason, halted_at = f"paused at the rung after epoch {epoch}", epoch
+            if paused_at is not None:
+                PausedRun(
+                    epoch=epoch,
+                    done_steps=done_steps,
+                    seconds=time.perf_counter() - started,
+                    module=task.snapshot(),
+                    best_state=best_state,
+                    best_score=best_score,
+                    best_epoch=best_epoch,
+                    best_dev=best_dev,
+                    history=history,
+                    optimizer=optimizer.state_dict(),
+                    schedule=schedule.state(),
+                    generator=generator.get_state(),
+                    **PausedRun.random_states(),
+                ).save(paused_at, identity)
             break
         if config.max_minutes is not None and epoch < config.epochs:
             elapsed = time.perf_counter() - started
@@ -360,6 +428,8 @@ def _fit(task: TrainingTask, config: TrainConfig, progress: Progress) -> TrainRe
                 stop_reason = f"another epoch would pass the {config.max_minutes:g}-minute budget"
                 progress.on_note(f"stopped after epoch {epoch}: {stop_reason}")
                 break
+    if paused_at is not None and halted_at is None:
+        remove_paused(paused_at)  # the run finished: nothing will go on from it
     if best_state is not None:
         task.restore(best_state)
     task.module.eval()
@@ -377,4 +447,5 @@ def _fit(task: TrainingTask, config: TrainConfig, progress: Progress) -> TrainRe
         precision="bf16" if bf16 else "fp32",
         train_examples=task.n_train,
         halted_at=halted_at,
+        resumed_after=resumed.epoch if resumed is not None else None,
     )

@@ -158,6 +158,10 @@ def test_halving_grid_pauses_prunes_reports_and_survivors_equal_the_exact_grid(
     stopped_at_1 = [d for d in decisions["decisions"] if d["rung"] == 1 and not d["kept"]]
     assert len(stopped_at_1) == 1  # ceil(3 / 2) = 2 of 3 went on
     assert len(done) == 2  # ceil(2 / 2) = 1 configuration trained to the end, both seeds
+    # each round went on from the previous rung's saved state; none is left behind
+    assert all(line["record"]["resumed_after"] == 2 for line in done.values())
+    assert all(line["record"]["resumed_after"] == 1 for line in paused_2.values())
+    assert not any((tmp_path / "halving" / "paused").iterdir())
     md = (tmp_path / "halving" / "report" / "heads-grid.md").read_text()
     assert "Successive halving" in md and "stopped here" in md
 

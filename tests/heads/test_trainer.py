@@ -158,3 +158,52 @@ def test_run_store_keys_survive_the_redesign() -> None:
     assert tuned_key(cell, legacy_settings(finetune_config().with_seed(0))) == "2a822904ca110c47"
     # a new setting away from its default is part of the key
     assert replace(GRID_TRAIN, accumulate=2).key_settings() != train
+
+
+def _curve(result) -> list[dict]:  # noqa: ANN001
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in result.history]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"scheduler": "linear", "warmup": 0.2},
+        {"scheduler": "plateau", "precision": "bf16"},
+        {"scheduler": "cosine"},
+    ],
+)
+def test_a_paused_run_goes_on_exactly_as_the_uninterrupted_one(tmp_path, settings: dict) -> None:  # noqa: ANN001
+    """bench heads --halving resumes survivors: pause after epoch 2 and 4, go on to the end."""
+    config = TrainConfig(epochs=6, batch_size=8, patience=6, **settings)
+    whole = task()
+    expected = fit(whole, config)
+    state = tmp_path / "paused"
+    for rung in (2, 4):
+        part = fit(task(), replace(config, stop_after=rung, pause_state=str(state)))
+        assert part.halted_at == rung and (state / "state.json").exists()
+    notes: list[str] = []
+    resumed = task(seed=7)  # other initial weights: the state replaces them
+    result = fit(resumed, replace(config, pause_state=str(state)), Progress(on_note=notes.append))
+    assert any("resumed after epoch 4" in n for n in notes)
+    assert _curve(result) == _curve(expected) and result.best_epoch == expected.best_epoch
+    assert result.optimizer_steps == expected.optimizer_steps
+    for (name, x), y in zip(resumed.head.state_dict().items(), whole.head.state_dict().values()):
+        assert torch.equal(x, y), name
+    assert not state.exists()  # the run finished: its paused state is gone
+
+
+def test_an_altered_or_foreign_paused_state_is_not_read(tmp_path) -> None:  # noqa: ANN001
+    config = TrainConfig(epochs=3, batch_size=8, patience=3)
+    expected = fit(task(), config)
+    state = tmp_path / "paused"
+    fit(task(), replace(config, stop_after=1, pause_state=str(state)))
+    raw = bytearray((state / "state.safetensors").read_bytes())
+    raw[-1] ^= 1
+    (state / "state.safetensors").write_bytes(bytes(raw))
+    notes: list[str] = []
+    result = fit(task(), replace(config, pause_state=str(state)), Progress(on_note=notes.append))
+    assert not any("resumed" in n for n in notes)  # trained from epoch 1: the same run, later
+    assert _curve(result) == _curve(expected)
+    fit(task(), replace(config, stop_after=1, pause_state=str(state)))
+    other = replace(config, seed=1, pause_state=str(state))  # another seed's run: not this state
+    assert _curve(fit(task(), other)) == _curve(fit(task(), replace(config, seed=1)))
