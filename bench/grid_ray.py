@@ -4,7 +4,8 @@ Each cell is one Ray task (``--threads`` CPUs, and ``--gpus-per-cell`` of a GPU 
 running the very function the local runner's worker processes run (bench.grid_runner.run_cell),
 with the same torch thread count, so a cell's metrics are the same on both engines (same
 hardware). The task trains into a temporary folder on its node and returns the store line and
-the saved model's files through Ray's object store; this process (the driver) writes the model
+the saved model's files through Ray's object store (and a halving rung's paused training
+state, which the driver keeps and sends with the survivor's next task); this process (the driver) writes the model
 under ``RUNS/cells/<key>/`` and appends the line to the run store as each cell finishes, exactly
 as the local runner does, so a Ray grid resumes, reports and picks winners like a local one.
 
@@ -26,8 +27,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench.grid import Cell, models_folder
+from bench.grid import Cell, models_folder, paused_state
 from bench.run_store import RunStore
+from featurize.atomic import atomic_folder
 
 # Cells queued per free slot: enough that no slot waits for the driver, few enough that Ctrl-C
 # leaves little queued.
@@ -51,36 +53,61 @@ def _set_threads(threads: int) -> None:
         pass
 
 
+def _read_folder(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (relative path -> bytes); {} when there is none."""
+    if not folder.is_dir():
+        return {}
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _write_folder(folder: Path, files: dict[str, bytes]) -> None:
+    """``files`` as the whole of ``folder``, through a temporary folder renamed into place."""
+    with atomic_folder(folder) as tmp:
+        for name, data in files.items():
+            target = tmp / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+
+
 def ray_cell(
-    cell_json: dict, cache_root: str, save_models: bool, threads: int
-) -> tuple[dict, dict[str, bytes], str]:
-    """One cell on a Ray worker: the store line, the model's files (path -> bytes) and the
-    temporary runs folder the line names (the driver puts its own in its place)."""
+    cell_json: dict, cache_root: str, save_models: bool, threads: int, paused: dict[str, bytes] | None = None
+) -> tuple[dict, dict[str, bytes], str, dict[str, bytes]]:
+    """One cell on a Ray worker: the store line, the model's files (path -> bytes), the
+    temporary runs folder the line names (the driver puts its own in its place) and, for a
+    cell paused at a halving rung, its training state's files. ``paused``: the state the
+    driver holds from the previous rung, which the cell goes on from."""
     from bench.grid_runner import run_cell
 
     _set_threads(threads)
     with tempfile.TemporaryDirectory(prefix="mner-cell-") as tmp:
+        state = paused_state(Path(tmp), cell_json_key(cell_json))
+        if paused:
+            _write_folder(state, paused)
         line = run_cell(cell_json, cache_root, tmp, save_models)
-        files: dict[str, bytes] = {}
         model = line.get("model")
-        if model:
-            folder = Path(model)
-            for path in sorted(folder.rglob("*")):
-                if path.is_file():
-                    files[str(path.relative_to(folder))] = path.read_bytes()
-        return line, files, tmp
+        files = _read_folder(Path(model)) if model else {}
+        return line, files, tmp, _read_folder(state) if line["status"] == "stopped" else {}
 
 
-def receive(line: dict, files: dict[str, bytes], tmp: str, runs_root: Path) -> dict:
-    """The driver's side: the model written under RUNS/cells/<key>/, the line pointing there."""
+def cell_json_key(cell_json: dict) -> str:
+    return Cell(**cell_json).key
+
+
+def receive(
+    line: dict, files: dict[str, bytes], tmp: str, runs_root: Path, paused: dict[str, bytes] | None = None
+) -> dict:
+    """The driver's side: the model written under RUNS/cells/<key>/, a paused cell's state under
+    RUNS/paused/<key>/ (a finished cell's removed), the line pointing there."""
     cell = Cell(**line["cell"])
     if files:
         folder = models_folder(runs_root, cell)
         shutil.rmtree(folder, ignore_errors=True)
-        for name, data in files.items():
-            target = folder / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+        _write_folder(folder, files)
+    state = paused_state(runs_root, cell.key)
+    if paused:
+        _write_folder(state, paused)
+    elif line["status"] == "done":
+        shutil.rmtree(state, ignore_errors=True)
     # the worker's temporary runs folder, wherever the line names it, becomes the driver's
     text = json.dumps(line).replace(json.dumps(tmp)[1:-1], json.dumps(str(runs_root))[1:-1])
     return json.loads(text)
@@ -150,12 +177,15 @@ def _run(
         while queue or pending:
             while queue and len(pending) < limit:
                 cell = queue.pop(0)
-                pending[task.remote(asdict(cell), *args)] = (cell, time.perf_counter())
+                # a halving survivor goes on from the state its previous rung sent back
+                paused = _read_folder(paused_state(runs_root, cell.key))
+                pending[task.remote(asdict(cell), *args, paused)] = (cell, time.perf_counter())
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
                 cell, submitted = pending.pop(ref)
                 try:
-                    line = receive(*ray.get(ref), runs_root)
+                    line, files, tmp, paused = ray.get(ref)
+                    line = receive(line, files, tmp, runs_root, paused)
                 except ray.exceptions.RayError as err:  # its node died beyond the retries, say
                     line = _failed(cell, err, time.perf_counter() - submitted)
                 store.append(line)

@@ -153,6 +153,23 @@ def test_a_grid_on_a_ray_head_node_equals_the_local_grid(
         )
         assert result.returncode == 0, result.stdout + result.stderr[-5000:]
         assert f"as Ray tasks of 1 thread(s) on 127.0.0.1:{port}" in " ".join(result.stderr.split())
+        # Successive halving on Ray: the paused state goes to the driver and back with the
+        # survivor's next task, so it resumes there too.
+        halving = [
+            *_grid(
+                slice_cache, tmp_path / "ray-halving", "--engine", "ray", "--ray-address", f"127.0.0.1:{port}"
+            ),
+            *("--halving", "--halving-eta", "2", "--halving-first-rung", "1"),
+        ]
+        result = subprocess.run(
+            [sys.executable, "-m", "bench.cli", *halving],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr[-5000:]
     finally:
         head.terminate()  # `ray start --block` stops the node's processes on SIGTERM
         try:
@@ -176,6 +193,13 @@ def test_a_grid_on_a_ray_head_node_equals_the_local_grid(
         assert "mner-cell-" not in json.dumps(theirs)  # no path of the worker's temporary folder left
     report = (ray_runs / "report" / "heads-grid.json").read_text()
     assert "bilstm-crf" in report and "msb" in report
+
+    halved = RunStore(tmp_path / "ray-halving" / "runs.jsonl")
+    assert len(halved.stopped(1)) == 2 and len(halved.done()) == 1  # one of two went on
+    for key, line in halved.done().items():  # resumed on Ray, and the local exact grid's cell
+        assert line["record"]["resumed_after"] == 1
+        assert line["record"]["metrics"] == local[key]["record"]["metrics"]
+    assert not any((tmp_path / "ray-halving" / "paused").iterdir())
 
     # Resumable as a local grid: nothing left to run, so Ray is not even reached.
     code, out, err = run_cli(
