@@ -9,12 +9,12 @@ far, which changes with the scheduling). A run paused at epoch r is the first r 
 full run (same seed, same data order, same schedule), and it leaves its whole training state on
 disk (heads.paused_run: weights, AdamW's moments, schedule, random states); a survivor goes on
 from it in the next round, so its final line is the exact grid's line for that cell, under the
-same key, without training its first epochs again. Where the state is missing (a Ray task
-trains in a temporary folder of its node), torn or foreign, the survivor trains from epoch 1,
-with the same result. The states of stopped configurations are deleted at each decision. Ray
-Tune's schedulers do the same bookkeeping for Tune trials; the grid's cells are not Tune
-trials (they are the run store's lines, on the local pool or Ray tasks), so the rule is these
-few lines instead.
+same key, without training its first epochs again. On Ray the state goes to the driver and
+back with the next task (bench.grid_ray). Where the state is missing, torn or foreign, the
+survivor trains from epoch 1, with the same result. The states of stopped configurations are
+deleted at each decision. Ray Tune's schedulers do the same bookkeeping for Tune trials; the
+grid's cells are not Tune trials (they are the run store's lines, on the local pool or Ray
+tasks), so the rule is these few lines instead.
 """
 
 from __future__ import annotations
