@@ -4,10 +4,11 @@ Each cell is one Ray task (``--threads`` CPUs, and ``--gpus-per-cell`` of a GPU 
 running the very function the local runner's worker processes run (bench.grid_runner.run_cell),
 with the same torch thread count, so a cell's metrics are the same on both engines (same
 hardware). The task trains into a temporary folder on its node and returns the store line and
-the saved model's files through Ray's object store (and a halving rung's paused training
-state, which the driver keeps and sends with the survivor's next task); this process (the driver) writes the model
-under ``RUNS/cells/<key>/`` and appends the line to the run store as each cell finishes, exactly
-as the local runner does, so a Ray grid resumes, reports and picks winners like a local one.
+the saved model's files through Ray's object store (and a halving rung's paused training state,
+which the driver keeps and sends with the survivor's next task); this process (the driver)
+writes the model under ``RUNS/cells/<key>/`` and appends the line to the run store as each cell
+finishes, exactly as the local runner does, so a Ray grid resumes, reports and picks winners
+like a local one.
 
 What the cells read, the feature cache, must be readable at the same path on every node (a
 shared file system, or a copy: entries are immutable and named by their content); the runs
@@ -80,17 +81,13 @@ def ray_cell(
 
     _set_threads(threads)
     with tempfile.TemporaryDirectory(prefix="mner-cell-") as tmp:
-        state = paused_state(Path(tmp), cell_json_key(cell_json))
+        state = paused_state(Path(tmp), Cell(**cell_json).key)
         if paused:
             _write_folder(state, paused)
         line = run_cell(cell_json, cache_root, tmp, save_models)
         model = line.get("model")
         files = _read_folder(Path(model)) if model else {}
         return line, files, tmp, _read_folder(state) if line["status"] == "stopped" else {}
-
-
-def cell_json_key(cell_json: dict) -> str:
-    return Cell(**cell_json).key
 
 
 def receive(

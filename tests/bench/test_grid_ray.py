@@ -92,6 +92,20 @@ def _grid(cache: Path, runs: Path, *extra: str) -> list[str]:
     ]
 
 
+def _bench_in_subprocess(argv: list[str], env: dict[str, str]) -> str:
+    """``bench`` as its own process (a Ray driver of its own, as a user runs it); its stderr."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.cli", *argv],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr[-5000:]
+    return result.stderr
+
+
 @pytest.mark.slow
 @needs_ray
 def test_a_grid_on_a_ray_head_node_equals_the_local_grid(
@@ -142,34 +156,13 @@ def test_a_grid_on_a_ray_head_node_equals_the_local_grid(
         while "Ray runtime started" not in log.read_text():
             assert head.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.5)
-        argv = _grid(slice_cache, ray_runs, "--engine", "ray", "--ray-address", f"127.0.0.1:{port}")
-        result = subprocess.run(
-            [sys.executable, "-m", "bench.cli", *argv],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr[-5000:]
-        assert f"as Ray tasks of 1 thread(s) on 127.0.0.1:{port}" in " ".join(result.stderr.split())
+        on_node = ("--engine", "ray", "--ray-address", f"127.0.0.1:{port}")
+        stderr = _bench_in_subprocess(_grid(slice_cache, ray_runs, *on_node), env)
+        assert f"as Ray tasks of 1 thread(s) on 127.0.0.1:{port}" in " ".join(stderr.split())
         # Successive halving on Ray: the paused state goes to the driver and back with the
         # survivor's next task, so it resumes there too.
-        halving = [
-            *_grid(
-                slice_cache, tmp_path / "ray-halving", "--engine", "ray", "--ray-address", f"127.0.0.1:{port}"
-            ),
-            *("--halving", "--halving-eta", "2", "--halving-first-rung", "1"),
-        ]
-        result = subprocess.run(
-            [sys.executable, "-m", "bench.cli", *halving],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr[-5000:]
+        halving = ("--halving", "--halving-eta", "2", "--halving-first-rung", "1")
+        _bench_in_subprocess(_grid(slice_cache, tmp_path / "ray-halving", *on_node, *halving), env)
     finally:
         head.terminate()  # `ray start --block` stops the node's processes on SIGTERM
         try:
