@@ -105,6 +105,32 @@ def test_grid_search_on_real_tweets(trained: tuple, t17: dict) -> None:
     assert tagger.predict([[]]) == [[]]
 
 
+def test_grid_equals_sklearn_crfsuite_per_point(trained: tuple, t17: dict, tmp_path: Path) -> None:
+    """The grid trains every (c1, c2) on one CRFsuite trainer; each point must be the model
+    sklearn-crfsuite's own ``fit`` makes for it: the same dev scores and the chosen model's bytes."""
+    import sklearn_crfsuite
+
+    from heads.metrics import entity_scores
+
+    tagger, result, _ = trained
+    x_train, x_dev = tagger.features(t17["train"][0]), tagger.features(t17["dev"][0])
+    for row in result["grid"]:
+        path = tmp_path / f"{row['c1']}-{row['c2']}.crfsuite"
+        crf = sklearn_crfsuite.CRF(
+            algorithm="lbfgs",
+            c1=row["c1"],
+            c2=row["c2"],
+            max_iterations=tagger.config.max_iterations,
+            all_possible_transitions=True,
+            model_filename=str(path),
+        )
+        crf.fit(x_train, [list(t) for t in t17["train"][1]])
+        predicted = [list(crf.predict_single(x)) if x else [] for x in x_dev]
+        assert entity_scores(t17["dev"][1], predicted)["f1"] == row["dev_f1"]
+        if (row["c1"], row["c2"]) == (result["c1"], result["c2"]):
+            assert path.read_bytes() == tagger._model_bytes
+
+
 def test_save_load_same_predictions(trained: tuple, t17: dict, tmp_path: Path) -> None:
     tagger, _, _ = trained
     tagger.save(tmp_path / "crf")
