@@ -157,12 +157,21 @@ def halving_table(decisions: list[dict]) -> Report:
             "rung (epoch)": d["rung"],
             "configuration": d["config"],
             "dev entity F1 at the rung": f"{d['dev_entity_f1']:.2f}",
+            "scored on": d.get("basis", "mean of its seeds up to the rung"),
             "cutoff": f"{d['cutoff']:.2f}",
             "went on": "yes" if d["kept"] else "stopped here",
         }
         for d in decisions
     ]
-    columns = ["dataset", "rung (epoch)", "configuration", "dev entity F1 at the rung", "cutoff", "went on"]
+    columns = [
+        "dataset",
+        "rung (epoch)",
+        "configuration",
+        "dev entity F1 at the rung",
+        "scored on",
+        "cutoff",
+        "went on",
+    ]
     return Report("Successive halving: each rung's decisions", columns, rows)
 
 

@@ -65,6 +65,7 @@ class Decision:
     dev_entity_f1: float  # mean over its seeds of the best dev entity F1 up to the rung
     kept: bool
     cutoff: float  # the lowest kept configuration's score on that rung
+    basis: str = "mean of its seeds up to the rung"  # what dev_entity_f1 is (crfsuite: one whole run)
 
 
 @dataclass
@@ -132,12 +133,18 @@ def run_rounds(
     ``store``); resumable: a round's finished or paused cells are read back from the store."""
     outcome = HalvingOutcome(halving.rungs(epochs))
     alive = [c for c in cells if not _is_crfsuite(c.head)]
-    # crfsuite cells have no epochs to pause at: they run once, whole, in the first batch, so
-    # the long ones start first (the plan's longest-first order) and fill the cores beside
-    # the rung's short cells instead of leaving one core idle at the end of a batch of their own
-    whole = [c for c in cells if _is_crfsuite(c.head) and c.key not in store.done()]
-    if whole:
-        note(f"halving: {len(whole)} crfsuite cell(s) run whole (no epochs to pause at)")
+    # crfsuite cells have no epochs to pause at. Each configuration's first seed runs whole in
+    # the first batch, so the long ones start first (the plan's longest-first order) and fill
+    # the cores beside the rung's short cells; its other seeds wait for the first rung's
+    # decision (crfsuite_seeds_going_on). Without rungs every seed runs, as in the exact grid.
+    crfsuite = [c for c in cells if _is_crfsuite(c.head)]
+    firsts = _first_seeds(crfsuite) if outcome.rungs else crfsuite
+    whole = [c for c in firsts if c.key not in store.done()]
+    if crfsuite:
+        note(
+            f"halving: {len(firsts)} of {len(crfsuite)} crfsuite cell(s) run whole first "
+            "(no epochs to pause at; the other seeds wait for the first rung)"
+        )
     for rung in outcome.rungs:
         done, paused = store.done(), store.stopped(rung)
         todo = [replace(c, stop_after=rung) for c in alive if c.key not in done and c.key not in paused]
@@ -152,6 +159,10 @@ def run_rounds(
         lines = store.done() | store.stopped(rung)
         going_on, decisions = decide(alive, lines, rung, halving.eta)
         outcome.decisions += decisions
+        if rung == outcome.rungs[0] and crfsuite:
+            later, crf_decisions = crfsuite_seeds_going_on(crfsuite, firsts, lines, decisions, rung)
+            outcome.decisions += crf_decisions
+            whole = [c for c in later if c.key not in store.done()]  # they join the next batch
         kept = {c.key for c in going_on}
         for cell in alive:  # a stopped configuration's states will not be read again
             if cell.key not in kept:
@@ -164,6 +175,52 @@ def run_rounds(
         run_cells(todo)
     atomic_write_text(runs / DECISIONS, json.dumps(outcome.to_json(halving), indent=1))
     return outcome
+
+
+def crfsuite_seeds_going_on(
+    crfsuite: list[Cell],
+    firsts: list[Cell],
+    lines: dict[str, dict],
+    rung_decisions: list[Decision],
+    rung: int,
+) -> tuple[list[Cell], list[Decision]]:
+    """The other seeds of the crfsuite configurations whose first seed, trained whole, scores
+    at least the first rung's cutoff of its dataset (the lowest mean dev F1 a configuration
+    needed there to go on). A torch configuration's best dev F1 only rises with more epochs, so
+    the cutoff is a lower bound of what the survivors finish with: a crfsuite configuration
+    below it is behind all of them. With no torch contest on its dataset it goes on."""
+    cutoffs = {d.dataset: d.cutoff for d in rung_decisions}
+    first_of = {config_key(c): c for c in firsts}
+    kept_keys: set[str] = set()
+    decisions: list[Decision] = []
+    for key, first in sorted(first_of.items(), key=lambda kv: config_label(kv[1].config())):
+        others = [c for c in crfsuite if config_key(c) == key and c.key != first.key]
+        line = lines.get(first.key)
+        if not others or line is None:  # one run only (classic features), or its first seed failed
+            continue
+        dev = round(100 * float(line["record"]["metrics"]["dev"]["entity_f1"]), 2)
+        cutoff = cutoffs.get(first.dataset)
+        kept = cutoff is None or dev >= cutoff
+        if kept:
+            kept_keys.add(key)
+        basis = f"seed {first.seed} trained whole (crfsuite)"
+        label = config_label(first.config())
+        decisions.append(
+            Decision(first.dataset, rung, label, dev, kept, cutoff if cutoff is not None else dev, basis)
+        )
+    later = [c for c in crfsuite if config_key(c) in kept_keys and c.key not in {f.key for f in firsts}]
+    return later, decisions
+
+
+def _first_seeds(cells: list[Cell]) -> list[Cell]:
+    """The lowest-seed cell of each configuration, in ``cells``' order."""
+    first: dict[str, Cell] = {}
+    for cell in cells:
+        key = config_key(cell)
+        if key not in first or cell.seed < first[key].seed:
+            first[key] = cell
+    chosen = {c.key for c in first.values()}
+    return [c for c in cells if c.key in chosen]
 
 
 def _in_plan_order(todo: list[Cell], planned: list[Cell]) -> list[Cell]:
