@@ -105,17 +105,18 @@ def test_crfsuite_cells_run_whole_in_the_first_rungs_batch_longest_first(tmp_pat
     assert batches == []
 
 
-def test_crfsuite_other_seeds_run_only_when_the_first_clears_the_first_rungs_cutoff(tmp_path: Path) -> None:
+def test_crfsuite_other_seeds_run_only_when_the_first_clears_the_last_rungs_cutoff(tmp_path: Path) -> None:
     def crf(text: str, seed: int) -> Cell:
         return Cell("t17", "crf", "text", text, None, "none", seed, {"epochs": 9})
 
     crfsuite = [crf(text, seed) for text in ("e5", "minilm") for seed in (0, 1, 2)]
-    torch_cells = [_cell(h, s) for h in ("a", "b", "c") for s in (0, 1)]
+    torch_cells = [_cell(h, s) for h in ("a", "b", "c", "d") for s in (0, 1)]
     planned = [*crfsuite, *torch_cells]
     store = RunStore(tmp_path / "runs.jsonl")
     batches: list[list[tuple[str, str | None, int, int | None]]] = []
-    # at the rung (3 epochs) a, b, c score 0.9, 0.5, 0.4: one of three goes on, cutoff 90.0
-    dev = {("crf", "e5"): 0.95, ("crf", "minilm"): 0.6, "a": 0.9, "b": 0.5, "c": 0.4}
+    # rungs at epochs 1 and 3. At the first rung a, b, c, d score 0.9, 0.8, 0.5, 0.4: a and b go
+    # on, cutoff 80.0 (MiniLM's crfsuite would clear it); at the last a alone, cutoff 90.0
+    dev = {("crf", "e5"): 0.95, ("crf", "minilm"): 0.85, "a": 0.9, "b": 0.8, "c": 0.5, "d": 0.4}
 
     def run_cells(todo: list[Cell]) -> None:
         batches.append([(c.head, c.text, c.seed, c.stop_after) for c in todo])
@@ -124,31 +125,36 @@ def test_crfsuite_other_seeds_run_only_when_the_first_clears_the_first_rungs_cut
             score = dev[(c.head, c.text)] if c.head == "crf" else dev[c.head]
             store.append(_line(c, score, status) | {"stop_after": c.stop_after})
 
-    outcome = run_rounds(planned, store, Halving(3, 3), 9, run_cells, tmp_path, lambda _: None)
+    outcome = run_rounds(planned, store, Halving(3, 1), 9, run_cells, tmp_path, lambda _: None)
     # the first batch: each crfsuite configuration's first seed, whole, then the rung's cells
     assert batches[0][:2] == [("crf", "e5", 0, None), ("crf", "minilm", 0, None)]
-    assert sorted(batches[0][2:]) == sorted((c.head, "minilm", c.seed, 3) for c in torch_cells)
-    # e5's 95.0 clears the cutoff (90.0): its seeds 1 and 2 run beside the survivor; MiniLM's
-    # 60.0 does not, so its other seeds never run
-    assert batches[1:] == [
+    assert sorted(batches[0][2:]) == sorted((c.head, "minilm", c.seed, 1) for c in torch_cells)
+    assert sorted(batches[1]) == [
+        ("a", "minilm", 0, 3),
+        ("a", "minilm", 1, 3),
+        ("b", "minilm", 0, 3),
+        ("b", "minilm", 1, 3),
+    ]
+    # e5's 95.0 clears the last rung's cutoff (90.0): its seeds 1 and 2 run beside the
+    # survivor in the last batch; MiniLM's 85.0 does not, so its other seeds never run
+    assert batches[2:] == [
         [("crf", "e5", 1, None), ("crf", "e5", 2, None), ("a", "minilm", 0, None), ("a", "minilm", 1, None)]
     ]
     crf_decisions = [d for d in outcome.decisions if d.basis.startswith("seed 0")]
-    assert [(d.config, d.dev_entity_f1, d.cutoff, d.kept) for d in crf_decisions] == [
-        ("crf e5", 95.0, 90.0, True),
-        ("crf minilm", 60.0, 90.0, False),
+    assert [(d.config, d.rung, d.dev_entity_f1, d.cutoff, d.kept) for d in crf_decisions] == [
+        ("crf e5", 3, 95.0, 90.0, True),
+        ("crf minilm", 3, 85.0, 90.0, False),
     ]
     written = json.loads((tmp_path / DECISIONS).read_text())["decisions"]
     assert sum(d["basis"] == "seed 0 trained whole (crfsuite)" for d in written) == 2
     # resumed from the store: nothing runs again
     batches.clear()
-    run_rounds(planned, store, Halving(3, 3), 9, run_cells, tmp_path, lambda _: None)
+    run_rounds(planned, store, Halving(3, 1), 9, run_cells, tmp_path, lambda _: None)
     assert batches == []
     # without rungs every seed runs, as in the exact grid
     batches.clear()
-    run_rounds(
-        planned, RunStore(tmp_path / "exact.jsonl"), Halving(3, 9), 9, run_cells, tmp_path, lambda _: None
-    )
+    exact = RunStore(tmp_path / "exact.jsonl")
+    run_rounds(planned, exact, Halving(3, 9), 9, run_cells, tmp_path, lambda _: None)
     assert len(batches) == 1 and sum(h == "crf" for h, *_ in batches[0]) == 6
 
 
