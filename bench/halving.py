@@ -212,7 +212,8 @@ def crfsuite_seeds_going_on(
         decisions.append(
             Decision(first.dataset, rung, label, dev, kept, cutoff if cutoff is not None else dev, basis)
         )
-    later = [c for c in crfsuite if config_key(c) in kept_keys and c.key not in {f.key for f in firsts}]
+    first_keys = {f.key for f in firsts}
+    later = [c for c in crfsuite if config_key(c) in kept_keys and c.key not in first_keys]
     return later, decisions
 
 
