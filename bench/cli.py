@@ -146,6 +146,7 @@ def heads_grid(
     text: opt.Text = None,
     vision: opt.Vision = None,
     context: opt.Context = None,
+    knowledge_hints: opt.KnowledgeHints = None,
     seeds: opt.Seeds = GRID_OPTIONS.seeds,
     epochs: opt.Epochs = GRID.epochs,
     patience: opt.Patience = GRID.patience,
@@ -218,6 +219,7 @@ def heads_grid(
         contexts=opt.names(context),
         seeds=seeds,
         all=all_,
+        knowledge_hints=GRID_OPTIONS.knowledge_hints if knowledge_hints is None else knowledge_hints,
         train=replace(GRID, epochs=epochs, patience=patience, batch_size=batch_size, precision=precision),
     )
 
@@ -425,6 +427,7 @@ def finetune(
     text: opt.Text = None,
     vision: opt.Vision = None,
     context: opt.Context = None,
+    knowledge_hints: opt.KnowledgeHints = FT_REQUEST.knowledge_hints,
     label_map: opt.CorporaLabelMap = FT_REQUEST.label_map,
     seeds: opt.Seeds = FT_REQUEST.seeds,
     epochs: opt.Epochs = FT.epochs,
@@ -535,7 +538,19 @@ def finetune(
         device=device,
     )
     request = FinetuneRequest(
-        dataset, config, best, winners_path, head, modality, text, vision, context, seeds, runs, label_map
+        dataset,
+        config,
+        best,
+        winners_path,
+        head,
+        modality,
+        text,
+        vision,
+        context,
+        seeds,
+        runs,
+        label_map,
+        knowledge_hints,
     )
     run(request, cache_dir(cache), out, _command())
 

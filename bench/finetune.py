@@ -49,6 +49,7 @@ class FinetuneRequest:
     seeds: int = 1
     runs: Path = Path("runs/bench-finetune")
     label_map: str | None = None  # several corpora (dataset "a,b") mapped onto one scheme
+    knowledge_hints: bool | None = None  # None: the winner's with --best, else off
 
 
 def legacy_settings(config: TrainConfig) -> dict[str, Any]:
@@ -98,12 +99,13 @@ def run(request: FinetuneRequest, cache_root: Path, out: Console, command: str) 
         request.text,
         request.vision,
         request.context,
+        request.knowledge_hints,
     )
     if request.label_map is not None:
         choice = replace(choice, label_map=request.label_map)
     out.print(
         f"[bold]{request.dataset}[/]: {choice.head} --modality {choice.modality}, text {choice.text}, context "
-        f"{choice.context}, vision {choice.vision or '-'} ({escape(choice.source)})"
+        f"{choice.context}{' + hints' if choice.knowledge_hints else ''}, vision {choice.vision or '-'} ({escape(choice.source)})"
     )
     store = RunStore(runs / "runs.jsonl")
     done = store.done()

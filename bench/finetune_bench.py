@@ -34,6 +34,7 @@ class Choice:
     train: dict[str, Any]
     source: str  # where the choice came from (the winner file, or the command line)
     label_map: str | None = None  # several corpora (--dataset a,b) mapped onto one scheme
+    knowledge_hints: bool = False  # heads.knowledge_hints' columns after the word features
 
 
 def choose(
@@ -45,9 +46,10 @@ def choose(
     text: str | None,
     vision: str | None,
     context: str | None,
+    knowledge_hints: bool | None = None,
 ) -> Choice:
     """``--best``: the grid's winner (chosen on validation), each option given overriding it;
-    else every part from the options."""
+    else every part from the options (``knowledge_hints`` None: the winner's, else off)."""
     if best:
         table = winner_file.read(winners_path)
         if dataset not in table:
@@ -63,6 +65,7 @@ def choose(
                 ("text", text),
                 ("vision", vision),
                 ("context", context),
+                ("knowledge_hints", knowledge_hints),
             )
             if v is not None
         ]
@@ -80,6 +83,7 @@ def choose(
             context or str(w.get("context") or "none"),
             dict(w.get("train") or {}),
             source,
+            knowledge_hints=bool(w.get("knowledge_hints")) if knowledge_hints is None else knowledge_hints,
         )
     if head is None or text is None:
         raise ConfigError(
@@ -97,6 +101,7 @@ def choose(
         context or "none",
         GRID_TRAIN.key_settings(),
         "command line",
+        knowledge_hints=bool(knowledge_hints),
     )
 
 
@@ -111,6 +116,7 @@ def frozen_cell(choice: Choice, seed: int) -> Cell:
         seed,
         choice.train,
         choice.label_map,
+        knowledge_hints=choice.knowledge_hints,
     )
 
 
@@ -137,6 +143,7 @@ def inputs_of(choice: Choice) -> InputSpec:
         vision=choice.vision,
         context=choice.context,
         label_map=choice.label_map,
+        knowledge_hints=choice.knowledge_hints,
     )
 
 
@@ -183,7 +190,7 @@ def report(lines: list[dict], command: str, preamble: list[str]) -> list[Report]
                     "head": c["head"],
                     "modality": c["modality"],
                     "text": c["text"] or "-",
-                    "context": c["context"],
+                    "context": str(c["context"]) + (" + hints" if c.get("knowledge_hints") else ""),
                     "vision": c["vision"] or "-",
                     "seeds": ", ".join(str(s) for s in r.seeds),
                     "dev entity F1": str(r.dev_f1),
@@ -214,7 +221,7 @@ def report(lines: list[dict], command: str, preamble: list[str]) -> list[Report]
 
 def _identity(r: ConfigResult) -> tuple:
     c = r.config
-    return (c["head"], c["modality"], c["text"], c["vision"], c["context"])
+    return (c["head"], c["modality"], c["text"], c["vision"], c["context"], bool(c.get("knowledge_hints")))
 
 
 def write(lines: list[dict], folder: Path, command: str, preamble: list[str]) -> dict[str, Path]:

@@ -50,17 +50,20 @@ class Cell:
     seed: int
     train: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
     label_map: str | None = None  # several corpora (dataset "a,b") mapped onto one scheme
+    knowledge_hints: bool = False  # heads.knowledge_hints' columns after the word features
     # a successive-halving round: pause after this epoch. Not part of the key: a paused run is
     # the first epochs of the full one, stored as a "stopped" line under the same key
     stop_after: int | None = field(default=None, compare=False, hash=False)
 
     def identity(self) -> dict[str, object]:
-        """The fields a key is made of; ``label_map`` only when set, so the keys of stores
-        written before it existed stay the same."""
+        """The fields a key is made of; ``label_map`` and ``knowledge_hints`` only when set, so
+        the keys of stores written before they existed stay the same."""
         d = asdict(self)
         del d["stop_after"]
         if d["label_map"] is None:
             del d["label_map"]
+        if not d["knowledge_hints"]:
+            del d["knowledge_hints"]
         return d
 
     def config(self) -> dict[str, object]:
@@ -94,6 +97,8 @@ class GridOptions:
     contexts: list[str] | None = None
     seeds: int = 3
     all: bool = False
+    # each knowledge context also with --knowledge-hints (heads.knowledge_hints), beside it
+    knowledge_hints: bool = True
     train: TrainConfig = field(default_factory=lambda: replace(GRID_TRAIN))
 
 
@@ -165,7 +170,7 @@ def plan(index: EntryIndex, options: GridOptions) -> tuple[list[Cell], list[Skip
                     skips.append(
                         Skip(f"{dataset} --vision {v}", f"no cached {v} image features of {dataset}")
                     )
-        configs: list[tuple[str, str, str | None, str | None, str]] = []
+        configs: list[Config] = []
         for head in head_names:
             configs += _head_configs(head, dataset, texts, visions, vision_kinds, contents, options, skips)
         seen: set[tuple] = set()
@@ -173,12 +178,14 @@ def plan(index: EntryIndex, options: GridOptions) -> tuple[list[Cell], list[Skip
             if config in seen:
                 continue
             seen.add(config)
-            head, modality, text, vision, context = config
+            head, modality, text, vision, context, hints = config
             seeds = range(options.seeds)
             if _is_crfsuite(head) and text is None:
                 seeds = range(1)  # crfsuite's L-BFGS on classic features does not depend on the seed
             for seed in seeds:
-                cells.append(Cell(dataset, head, modality, text, vision, context, seed, train))
+                cells.append(
+                    Cell(dataset, head, modality, text, vision, context, seed, train, knowledge_hints=hints)
+                )
         if options.seeds > 1 and any(_is_crfsuite(c[0]) and c[2] is None for c in configs):
             skips.append(
                 Skip(
@@ -214,6 +221,10 @@ def _one_per_kind(vision_kinds: dict[str, str]) -> list[str]:
     return chosen
 
 
+# head, modality, text, vision, context, knowledge hints
+Config = tuple[str, str, str | None, str | None, str, bool]
+
+
 def _head_configs(
     head: str,
     dataset: str,
@@ -223,14 +234,14 @@ def _head_configs(
     contents: CacheContents,
     options: GridOptions,
     skips: list[Skip],
-) -> list[tuple[str, str, str | None, str | None, str]]:
-    out: list[tuple[str, str, str | None, str | None, str]] = []
+) -> list[Config]:
+    out: list[Config] = []
     if _is_crfsuite(head):
-        out.append((head, "text", None, None, "none"))
+        out.append((head, "text", None, None, "none", False))
         if options.all or options.texts is not None:
             # classic features + KMeans ids of the vectors: costly (two KMeans and nine CRF fits,
             # about 5 min a cell here) and not image-derived, so only with --all or --text
-            out += [(head, "text", t, None, "none") for t in texts]
+            out += [(head, "text", t, None, "none", False) for t in texts]
         return out
     cls = HEADS.get(head)
     hyper = cls.Hyper()
@@ -264,7 +275,9 @@ def _head_configs(
                 for context in contexts:
                     one_kind = vision is None or context == "none"
                     if options.all or one_kind:
-                        out.append((head, modality, text, vision, context))
+                        out.append((head, modality, text, vision, context, False))
+                        if options.knowledge_hints and "knowledge" in context.split("+"):
+                            out.append((head, modality, text, vision, context, True))
     return out
 
 

@@ -46,7 +46,7 @@ def dataset_table(results: list[ConfigResult], dataset: str, command: str) -> Re
                 "text": "-"
                 if c["modality"] == "image"
                 else c["text"] or HEADS.trait(str(c["head"]), "own_words")[0],
-                "context": c["context"],
+                "context": str(c["context"]) + (" + hints" if c.get("knowledge_hints") else ""),
                 "vision": c["vision"] or "-",
                 "seeds": len(r.seeds),
                 "dev entity F1": str(r.dev_f1),
@@ -191,7 +191,7 @@ def _cell_label(cell: dict) -> str:
                 cell["head"],
                 cell["modality"],
                 cell["text"],
-                cell["context"],
+                cell["context"] + (" + hints" if cell.get("knowledge_hints") else ""),
                 cell["vision"],
             )
         )

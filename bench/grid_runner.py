@@ -108,7 +108,12 @@ def _train(cell: Cell, cache_root: Path, out: Path | None, runs_root: Path) -> d
     from heads.train_config import TrainConfig
 
     inputs = InputSpec(
-        cell.dataset, text=cell.text, vision=cell.vision, context=cell.context, label_map=cell.label_map
+        cell.dataset,
+        text=cell.text,
+        vision=cell.vision,
+        context=cell.context,
+        label_map=cell.label_map,
+        knowledge_hints=cell.knowledge_hints,
     )
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

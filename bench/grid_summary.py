@@ -64,6 +64,8 @@ def config_label(c: dict[str, object]) -> str:
         parts.append(str(c["text"] or HEADS.trait(str(c["head"]), "own_words")[1]))
     if c["context"] != "none":
         parts.append(f"+{c['context']} ctx")
+    if c.get("knowledge_hints"):
+        parts.append("+hints")
     if c["vision"]:
         parts.append(f"+{c['vision']}")
     return " ".join(parts)
@@ -84,6 +86,8 @@ def summarise(lines: list[dict]) -> list[ConfigResult]:
     for line in lines:
         cell = line["cell"]
         config = {k: cell[k] for k in ("dataset", "head", "modality", "text", "vision", "context")}
+        if cell.get("knowledge_hints"):  # only when set: configurations as before it existed
+            config["knowledge_hints"] = True
         config["train"] = cell.get("train", {})
         groups[_freeze(config)].append(line)
     results = []

@@ -16,7 +16,6 @@ from PGIM's knowledge (docs/knowledge.md).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +27,9 @@ from featurize.datasets import data_dir as root_of
 from featurize.errors import ConfigError
 from featurize.example import Example
 from featurize.knowledge import join_knowledge, knowledge_file, read_knowledge
+from featurize.knowledge_entities import entity_list, listed_entities
 from heads.report_table import Report
 
-_REASONING = re.compile(r"\breasoning\s*:", re.IGNORECASE)
 BUDGETS = (64, 96, 128, 192, 256)
 
 
@@ -43,92 +42,9 @@ class CoverageRequest:
     data_dir: Path | None = None
 
 
-def entity_list(text: str) -> str:
-    """The part of a knowledge text before its reasoning (all of it when it has none)."""
-    found = _REASONING.search(text)
-    return text[: found.start()] if found else text
-
-
-_ITEM = re.compile(r"\d+\.\s*([^()]+?)\s*\(([^)]*)\)")
-# the kind words PGIM's answers use, read onto the four Twitter types (first match wins)
-_KINDS = (
-    (
-        "PER",
-        (
-            "person",
-            "people",
-            "player",
-            "singer",
-            "actor",
-            "actress",
-            "artist",
-            "politician",
-            "rapper",
-            "musician",
-            "athlete",
-            "celebrity",
-            "president",
-            "character",
-            "author",
-            "user",
-        ),
-    ),
-    (
-        "LOC",
-        (
-            "location",
-            "place",
-            "city",
-            "country",
-            "state",
-            "region",
-            "continent",
-            "town",
-            "venue",
-            "street",
-            "area",
-            "island",
-            "stadium",
-            "building",
-        ),
-    ),
-    (
-        "ORG",
-        (
-            "organization",
-            "organisation",
-            "team",
-            "company",
-            "band",
-            "league",
-            "club",
-            "group",
-            "party",
-            "university",
-            "school",
-            "network",
-            "brand",
-            "agency",
-            "government",
-            "news",
-            "media",
-        ),
-    ),
-)
-
-
-def kind_type(kind: str) -> str:
-    """The type a knowledge text's kind words name: PER, LOC, ORG, else MISC."""
-    lowered = kind.lower()
-    for name, words in _KINDS:
-        if any(word in lowered for word in words):
-            return name
-    return "MISC"
-
-
 def listed_kinds(text: str) -> list[tuple[str, str]]:
-    """``(name, type)`` of each numbered item of the entity list (``1. Kawhi Leonard (person)``)."""
-    return [(_normal(name), kind_type(kind)) for name, kind in _ITEM.findall(entity_list(text))]
+    """``(name, type)`` of each item of the entity list (``1. Kawhi Leonard (person)``)."""
+    return [(_normal(item.name), item.type) for item in listed_entities(text)]
 
 
 def _mentions(example: Example) -> list[tuple[str, str]]:

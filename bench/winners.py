@@ -40,6 +40,7 @@ def write(results: list[ConfigResult], path: Path, store: Path) -> dict[str, obj
             "text": c["text"],
             "vision": c["vision"],
             "context": c["context"],
+            "knowledge_hints": bool(c.get("knowledge_hints")),
             "train": thaw_train(c),
             "label": r.label,
             "seeds": r.seeds,

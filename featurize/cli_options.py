@@ -86,6 +86,17 @@ ContextBudget = Annotated[
         show_default=False,
     ),
 ]
+KnowledgeHints = Annotated[
+    bool | None,
+    typer.Option(
+        "--knowledge-hints/--no-knowledge-hints",
+        help="Per-word columns read from the knowledge's entity list (which listed name a word is part "
+        "of, and the kind it was given), appended to the word features; needs a --context with "
+        "knowledge. heads train: off unless given. bench heads: each knowledge context is run with "
+        "and without them unless --no-knowledge-hints. bench finetune: the winner's with --best, else off.",
+        show_default=False,
+    ),
+]
 KnowledgeFile = Annotated[
     Path | None,
     typer.Option(

@@ -101,6 +101,7 @@ def train(
     vision: opt.Vision = None,
     context: opt.Context = "none",
     context_budget: opt.ContextBudget = None,
+    knowledge_hints: opt.KnowledgeHints = None,
     modality: opt.Modality = None,
     pooling: opt.Pooling = None,
     layers: opt.Layers = None,
@@ -144,8 +145,12 @@ def train(
 
     text = None if text in (None, "", "none") else text
     family = family_of_head(head)
-    inputs = InputSpec(dataset, text, vision, context, pooling, layers, label_map, context_budget)
+    knowledge_hints = bool(knowledge_hints)
+    inputs = InputSpec(
+        dataset, text, vision, context, pooling, layers, label_map, context_budget, knowledge_hints
+    )
     run_context = context if context_budget is None else f"{context}-budget{context_budget}"
+    run_context += "-hints" if knowledge_hints else ""
     folder = run_dir or default_run_folder(dataset, head, text, vision, run_context, modality, seed)
     config = TrainConfig(
         seed=seed,

@@ -161,9 +161,26 @@ def _load_one(index: EntryIndex, spec: InputSpec, split: str, need_patches: bool
             data.contexts = neighbour_texts(list(first.example_ids), words)
     else:
         data = _words_only(index, spec, split)
+    if spec.knowledge_hints:
+        with_hints(data)
     data.entries = entries | data.entries
     if spec.vision:
         _attach_images(index, spec, split, data, need_patches)
+    return data
+
+
+def with_hints(data: SplitData) -> SplitData:
+    """``data`` with :mod:`heads.knowledge_hints`' columns after each word's features (in place),
+    read from its second segments as featurize stored them."""
+    from heads.knowledge_hints import HINT_DIM, hints_for
+
+    if data.features is None:
+        raise ConfigError("--knowledge-hints are appended to text features: name a text encoder (--text)")
+    if data.contexts is None:
+        raise CacheError(f"{data.name}: the cached text entry stores no context texts; featurize it again")
+    parts = hints_for(data.words, data.contexts)
+    hints = np.concatenate(parts) if parts else np.zeros((0, HINT_DIM), dtype=np.float32)
+    data.features = np.concatenate([data.features, hints.astype(data.features.dtype)], axis=1)
     return data
 
 

@@ -103,12 +103,14 @@ class EndToEnd(nn.Module):
         text: dict[str, TrainableWordFeatures],
         head: Tagger,
         vision: TrainableVision | None = None,
+        knowledge_hints: bool = False,
     ) -> None:
         super().__init__()
         self.names = list(text)
         self.text = nn.ModuleList(text[name] for name in self.names)
         self.head = head
         self.vision = vision
+        self.knowledge_hints = knowledge_hints  # heads.knowledge_hints' columns after the encoders'
 
     def live_batch(self, batch: Batch, data: SplitData) -> Batch:
         """``batch`` with the text (and trained image) features computed from the raw inputs."""
@@ -116,6 +118,8 @@ class EndToEnd(nn.Module):
         contexts = [data.contexts[i] for i in batch.index] if data.contexts is not None else None
         if self.text:
             parts = [encoder(words, contexts) for encoder in self.text]
+            if self.knowledge_hints:
+                parts.append(self._hints(words, contexts, parts[0]))
             batch.text = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
         if self.vision is not None:
             if data.image_files is None:
@@ -126,6 +130,16 @@ class EndToEnd(nn.Module):
             if "patches" in live:
                 batch.patches = live["patches"]
         return batch
+
+    @staticmethod
+    def _hints(words: list[list[str]], contexts: list[str | None] | None, like: Tensor) -> Tensor:
+        """The batch's hint columns, padded as the encoders pad their words (``like``)."""
+        from heads.knowledge_hints import HINT_DIM, hints_for
+
+        out = like.new_zeros((like.shape[0], like.shape[1], HINT_DIM))
+        for s, hints in enumerate(hints_for(words, contexts)):
+            out[s, : len(hints)] = torch.from_numpy(hints).to(out)
+        return out
 
     def loss(self, batch: Batch, data: SplitData) -> Tensor:
         return self.head.loss(self.live_batch(batch, data))
@@ -154,6 +168,10 @@ class EndToEnd(nn.Module):
                     [np.concatenate([p[i] for p in parts], axis=1) for i in range(len(data))], axis=0
                 ).astype(np.float32)
             out = replace(data, features=features)
+            if features is not None and self.knowledge_hints:
+                from heads.data import with_hints
+
+                with_hints(out)
             if self.vision is not None and data.image_files is not None:
                 out.image, out.has_image, grids = self.vision_arrays(data.image_files)
                 if self.vision.patches:

@@ -120,7 +120,7 @@ def build_model(
             inputs.vision, dict(identity.get(f"vision:{inputs.vision}", {})), "patches" in needs, device
         )
         vision = TrainableVision(encoder, "patches" in needs)
-    model = EndToEnd(text, head, vision)
+    model = EndToEnd(text, head, vision, inputs.knowledge_hints)
     target = (
         next(iter(text.values())).device
         if text

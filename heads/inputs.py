@@ -14,7 +14,7 @@ from typing import Any
 
 from featurize.cache.schema import SCHEMA_VERSION, read_attrs
 from featurize.cache.store import FeatureStore, open_entry
-from featurize.contexts import CONTEXT_KINDS, canonical, default_budget
+from featurize.contexts import CONTEXT_KINDS, canonical, context_parts, default_budget
 from featurize.errors import CacheError, ConfigError, IntegrityError
 from featurize.text import DEFAULT_TEXT_ENCODER
 from featurize.text.transformer import layers_label
@@ -29,7 +29,9 @@ class InputSpec:
     ``dataset`` may name several corpora, comma-separated (each featurized on its own), read
     as one; ``label_map`` maps their types onto one scheme (heads.label_maps).
     ``context_budget`` picks among entries of one context featurized with several budgets
-    (None: the one featurize makes by default, or the only one there is)."""
+    (None: the one featurize makes by default, or the only one there is).
+    ``knowledge_hints`` appends :mod:`heads.knowledge_hints`' columns to each word's features,
+    read from the knowledge part of the context."""
 
     dataset: str
     text: str | None = DEFAULT_TEXT_ENCODER
@@ -39,6 +41,7 @@ class InputSpec:
     layers: str | None = None
     label_map: str | None = None
     context_budget: int | None = None
+    knowledge_hints: bool = False
 
     def __post_init__(self) -> None:
         from heads.label_maps import resolve
@@ -51,6 +54,13 @@ class InputSpec:
             raise ConfigError("--context-budget needs a --context")
         if self.context != "none" and not self.text:
             raise ConfigError("--context needs a text encoder (--text)")
+        if self.knowledge_hints and (
+            self.context == "none" or "knowledge" not in context_parts(self.context)
+        ):
+            raise ConfigError(
+                "--knowledge-hints reads the knowledge's entity list: add --context knowledge "
+                "(or a combined one, captions+knowledge)"
+            )
 
     @property
     def text_encoders(self) -> list[str]:
@@ -62,8 +72,8 @@ class InputSpec:
 
     def describe(self) -> dict[str, object]:
         d = asdict(self)
-        for name in ("label_map", "context_budget"):
-            if d[name] is None:
+        for name in ("label_map", "context_budget", "knowledge_hints"):
+            if d[name] in (None, False):
                 del d[name]  # a run record (and its key) as before these options existed
         return d
 

@@ -333,6 +333,10 @@ class Predictor:
         ]
         if not parts:
             raise ConfigError(f"{self.folder}: the head reads text features but names no text encoder")
+        if self.inputs.knowledge_hints:  # the columns the cached path appends (heads.data.with_hints)
+            from heads.knowledge_hints import hints_for
+
+            parts.append(hints_for(sentences, contexts))
         return [np.concatenate([p[i] for p in parts], axis=1).astype(np.float32) for i in range(len(inputs))]
 
     def image_features(self, inputs: Sequence[PredictInput]) -> dict[str, Any]:
@@ -388,6 +392,10 @@ class Predictor:
             out.features = np.concatenate(
                 [np.concatenate([p[i] for p in parts], axis=1) for i in range(len(data))], axis=0
             ).astype(np.float32)
+            if self.inputs.knowledge_hints:
+                from heads.data import with_hints
+
+                with_hints(out)
         tuned = (self.fine_tuned or {}).get("vision")
         if tuned and data.image_files is not None:
             inputs = [

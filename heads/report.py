@@ -53,6 +53,8 @@ def config_label(record: dict) -> tuple[str, str, str, str, str, str, str]:
     context = str(inputs.get("context", "none"))
     if inputs.get("context_budget") is not None:
         context += f" (budget {inputs['context_budget']})"
+    if inputs.get("knowledge_hints"):
+        context += " + hints"
     return (
         str(inputs["dataset"]),
         str(record["head"]),

@@ -306,7 +306,7 @@ def test_a_knowledge_head_trains_and_predicts_with_knowledge(tmp_path: Path, tin
 
 def test_the_grid_plans_knowledge_rows_beside_text_only(tmp_path: Path, tiny_bert: Path) -> None:
     """``bench heads`` finds knowledge entries in the cache: a knowledge row and a combined row
-    next to the text-only one, for the same head and encoder."""
+    next to the text-only one, for the same head and encoder, each also with hints."""
     from bench.grid import GridOptions, plan
     from featurize.api import featurize_dataset
     from heads.inputs import EntryIndex
@@ -322,8 +322,14 @@ def test_the_grid_plans_knowledge_rows_beside_text_only(tmp_path: Path, tiny_ber
         console=Console(file=io.StringIO()),
     )
     cells, _ = plan(EntryIndex(tmp_path / "cache"), GridOptions(heads=["linear"], seeds=1, visions=[]))
-    contexts = [c.context for c in cells if c.text == f"hf:{tiny_bert}"]
-    assert contexts == ["none", "knowledge", "captions+knowledge"]
+    contexts = [(c.context, c.knowledge_hints) for c in cells if c.text == f"hf:{tiny_bert}"]
+    assert contexts == [
+        ("none", False),
+        ("knowledge", False),
+        ("knowledge", True),  # each knowledge row also with --knowledge-hints (heads.knowledge_hints)
+        ("captions+knowledge", False),
+        ("captions+knowledge", True),
+    ]
 
 
 def test_fine_tuning_reads_knowledge_to_its_budget_and_predicts_alike(
