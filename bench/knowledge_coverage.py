@@ -139,7 +139,7 @@ def coverage(request: CoverageRequest) -> list[Report]:
         "A gold mention is 'named' when its words (lower-cased, # and @ dropped) occur in the text; "
         "'in entity list' counts the part before 'Reasoning:'; 'named in first B' the part a budget "
         "of B subwords keeps.",
-        "'listed with a kind': the mention is a numbered item 'N. name (kind)' of the entity list; "
+        "'listed with a kind': the mention is an item 'N. name (kind)' or '- name (kind)' of the entity list; "
         "'kind = gold type': that kind, read onto PER/LOC/ORG/MISC by keywords (person, city, team, ...; "
         "anything else MISC), is the gold type.",
     ]

@@ -10,7 +10,8 @@ directly, per word, appended to the word's features:
 - ``begins a listed name``: the first word of such an occurrence;
 - ``part of a PER/LOC/ORG/MISC name``: the word is one of a listed name's words without the
   whole name occurring (``Kawhi`` for ``Kawhi Leonard``);
-- ``named in the text``: the word (3 characters or more) occurs anywhere in the knowledge.
+- ``named in the text``: the word (3 characters or more) occurs anywhere in the second segment
+  (the knowledge; with ``captions+knowledge`` the caption too).
 
 Words and names are compared lower-cased without punctuation, so ``#NBAAwards`` matches
 ``NBAAwards`` and ``Leonard's`` does not match ``Leonard``. The columns are computed from the
