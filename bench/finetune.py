@@ -133,7 +133,7 @@ def run(request: FinetuneRequest, cache_root: Path, out: Console, command: str) 
             continue
         spec = RunSpec(
             head=choice.head,
-            inputs=finetune_bench.inputs_of(choice),
+            inputs=cell.inputs(),
             modality=choice.modality,
             train=TrainConfig(**(choice.train | {"seed": seed})),
         )

@@ -19,7 +19,6 @@ from bench.grid import GRID_TRAIN, Cell
 from bench.grid_summary import ConfigResult, summarise
 from bench.references import REFERENCES
 from featurize.errors import ConfigError
-from heads.inputs import InputSpec
 from heads.report_table import Report, save_reports
 
 
@@ -134,17 +133,6 @@ def tuned_train(fine_tune: dict[str, Any], method: str | None) -> dict[str, Any]
     for k in ("seed", "device", "merge", "eval_batch"):
         settings.pop(k, None)
     return {"fine_tune": method or settings.get("method")} | settings
-
-
-def inputs_of(choice: Choice) -> InputSpec:
-    return InputSpec(
-        choice.dataset,
-        text=choice.text,
-        vision=choice.vision,
-        context=choice.context,
-        label_map=choice.label_map,
-        knowledge_hints=choice.knowledge_hints,
-    )
 
 
 COLUMNS = [

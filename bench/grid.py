@@ -24,7 +24,7 @@ import heads.models  # noqa: F401  (registers the heads)
 from bench.grid_summary import config_label
 from featurize.cache.image_features import ImageFeatures
 from featurize.text import DEFAULT_TEXT_ENCODER as DEFAULT_TEXT
-from heads.inputs import CONTEXTS, EntryIndex
+from heads.inputs import CONTEXTS, EntryIndex, InputSpec
 from heads.tagger import HEADS
 from heads.train_config import TrainConfig
 
@@ -71,6 +71,17 @@ class Cell:
         d = self.identity()
         del d["seed"], d["train"]
         return d
+
+    def inputs(self) -> InputSpec:
+        """What the cell's head reads (``heads train``'s input options)."""
+        return InputSpec(
+            self.dataset,
+            text=self.text,
+            vision=self.vision,
+            context=self.context,
+            label_map=self.label_map,
+            knowledge_hints=self.knowledge_hints,
+        )
 
     @property
     def key(self) -> str:

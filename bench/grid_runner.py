@@ -104,17 +104,9 @@ def run_cell(cell_json: dict, cache_root: str, runs_root: str, save_models: bool
 def _train(cell: Cell, cache_root: Path, out: Path | None, runs_root: Path) -> dict:
     from heads.experiment import RunSpec
     from heads.families import family_of_head
-    from heads.inputs import InputSpec
     from heads.train_config import TrainConfig
 
-    inputs = InputSpec(
-        cell.dataset,
-        text=cell.text,
-        vision=cell.vision,
-        context=cell.context,
-        label_map=cell.label_map,
-        knowledge_hints=cell.knowledge_hints,
-    )
+    inputs = cell.inputs()
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     # a halving round pauses the cell with its state on disk; the next round goes on from it

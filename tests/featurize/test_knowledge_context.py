@@ -11,6 +11,7 @@ from pathlib import Path
 import h5py
 import pytest
 from cli_runner import run_cli
+from finetune_runs import fine, save_tuned
 from rich.console import Console
 
 from featurize.contexts import JOIN, canonical, context_parts, default_budget, join_parts
@@ -337,16 +338,13 @@ def test_fine_tuning_reads_knowledge_to_its_budget_and_predicts_alike(
 ) -> None:
     """``bench finetune --context knowledge``: the live encoder reads the stored texts to the
     entry's budget, and the saved run predicts what it scored, given each input's knowledge."""
-    from dataclasses import fields
-
     from featurize.api import featurize_dataset
-    from heads import finetuned
     from heads.experiment import RunSpec
     from heads.families import load
     from heads.finetune import LiveEncoders, build_model, evaluate_split
     from heads.input_files import PredictInput
     from heads.inputs import InputSpec
-    from heads.train_config import EncoderTraining, TrainConfig, finetune_config
+    from heads.train_config import TrainConfig
     from heads.trainer import fit
 
     cache = tmp_path / "cache"
@@ -362,12 +360,7 @@ def test_fine_tuning_reads_knowledge_to_its_budget_and_predicts_alike(
         cache_dir=cache,
         console=Console(file=io.StringIO()),
     )
-    settings = {"epochs": 1, "batch_size": 8, "precision": "fp32", "init": "random"}
-    mine = {f.name for f in fields(EncoderTraining)}
-    config = finetune_config(
-        EncoderTraining(**{k: v for k, v in settings.items() if k in mine}),
-        **{k: v for k, v in settings.items() if k not in mine},
-    )
+    config = fine()
     inputs = InputSpec("toy.jsonl", f"hf:{tiny_bert}", context="knowledge")
     spec = RunSpec("linear", inputs, "text", train=TrainConfig(seed=0, epochs=1, threads=1))
     model, extras, identity = build_model(spec, config, cache, None, lambda _m: None)
@@ -375,14 +368,7 @@ def test_fine_tuning_reads_knowledge_to_its_budget_and_predicts_alike(
     fit(LiveEncoders(model, extras, config), config)
     test = extras["data"]["test"]
     _, expected = evaluate_split(model, test, extras["vocab"], extras["needs"], 64)
-    saved = {
-        "inputs": extras["inputs"].describe(),
-        "input_identity": identity,
-        "entries": {},
-        "train_config": {},
-        "vocab": extras["vocab"].to_json() if extras["vocab"] else None,
-    }
-    folder = finetuned.save(tmp_path / "run", model, saved)
+    folder = save_tuned(tmp_path / "run", model, extras, identity)
     items = [
         PredictInput(list(words), knowledge=test.contexts[i] or "none", id=str(i))
         for i, words in enumerate(test.words)

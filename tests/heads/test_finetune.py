@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from cli_runner import run_cli
+from finetune_runs import fine, save_tuned
 from heads_data import IMAGE_MAP, image_ids
 from rich.console import Console
 
@@ -23,7 +24,7 @@ from featurize.weights import LocalFolder
 from heads.experiment import RunSpec
 from heads.finetune import LiveEncoders, build_model, evaluate_split
 from heads.inputs import InputSpec
-from heads.train_config import EncoderTraining, TrainConfig, finetune_config
+from heads.train_config import TrainConfig
 from heads.trainer import fit
 
 DATASET = "t17tiny"
@@ -86,16 +87,6 @@ def spec(
 ) -> RunSpec:
     inputs = InputSpec(DATASET, text, vision, context=context)
     return RunSpec(head, inputs, modality, train=TrainConfig(seed=0, epochs=1, threads=1))
-
-
-def fine(**kwargs: object) -> TrainConfig:
-    """bench finetune's configuration, small: settings of the encoders and of the loop by name."""
-    from dataclasses import fields
-
-    settings = {"epochs": 1, "batch_size": 8, "precision": "fp32", "init": "random"} | kwargs
-    mine = {f.name for f in fields(EncoderTraining)}
-    encoders = EncoderTraining(**{k: v for k, v in settings.items() if k in mine})
-    return finetune_config(encoders, **{k: v for k, v in settings.items() if k not in mine})
 
 
 def train_end_to_end(model, extras, config: TrainConfig):  # noqa: ANN001, ANN201
@@ -193,19 +184,6 @@ def _trained(tiny: Tiny, text: str, context: str = "none", **kwargs: object):  #
     return model, extras, identity
 
 
-def _save(tmp_path: Path, model, extras, identity, merge: bool = False) -> Path:  # noqa: ANN001
-    from heads import finetuned
-
-    config = {
-        "inputs": extras["inputs"].describe(),
-        "input_identity": identity,
-        "entries": {},
-        "train_config": {},
-        "vocab": extras["vocab"].to_json() if extras["vocab"] else None,
-    }
-    return finetuned.save(tmp_path / "run", model, config, merge=merge)
-
-
 def _predicted(folder: Path, data, lora_weights: str = "adapter") -> list[list[str]]:  # noqa: ANN001
     from heads.families import load as Predictor
     from heads.input_files import PredictInput
@@ -221,7 +199,7 @@ def test_fully_fine_tuned_model_predicts_the_same_after_reload(tiny: Tiny, tmp_p
     model, extras, identity = _trained(tiny, tiny.bert, context="captions")
     test = extras["data"]["test"]
     scores, expected = evaluate_split(model, test, extras["vocab"], extras["needs"], 64)
-    folder = _save(tmp_path, model, extras, identity)
+    folder = save_tuned(tmp_path / "run", model, extras, identity)
     assert (
         (folder / "encoders").is_dir() and not list(folder.rglob("*.bin")) and not list(folder.rglob("*.pt"))
     )
@@ -244,7 +222,7 @@ def test_lora_adapter_and_merged_model_predict_the_same_after_reload(
     model, extras, identity = _trained(tiny, getattr(tiny, which))
     test = extras["data"]["test"]
     _, expected = evaluate_split(model, test, extras["vocab"], extras["needs"], 64)
-    folder = _save(tmp_path, model, extras, identity, merge=True)
+    folder = save_tuned(tmp_path / "run", model, extras, identity, merge=True)
     adapter = next(folder.glob("adapters/*/adapter_model.safetensors"))
     assert adapter.stat().st_size < 200_000  # the adapter only, not the base
     assert _predicted(folder, test, "adapter") == expected
@@ -306,7 +284,7 @@ def test_trained_vision_encoder_moves_and_predicts_the_same_after_reload(tiny: T
     assert sum(not torch.equal(before[n], after[n]) for n in before) > len(before) // 2
     test = extras["data"]["test"]
     _, expected = evaluate_split(model, test, extras["vocab"], extras["needs"], 64)
-    folder = _save(tmp_path, model, extras, identity)
+    folder = save_tuned(tmp_path / "run", model, extras, identity)
     assert (folder / "encoders" / "vision-cnn.safetensors").is_file()
     inputs = [
         PredictInput(list(words), [Path(f) for f in (test.image_files or [])[i]], id=str(i))

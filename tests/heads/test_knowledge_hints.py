@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from finetune_runs import fine, save_tuned
 from rich.console import Console
 
 from featurize.errors import ConfigError
@@ -164,23 +165,15 @@ def test_a_hints_head_predicts_what_it_scored(toy_cache: Path, tiny_bert: Path) 
 
 
 def test_fine_tuning_appends_the_columns_and_predicts_alike(toy_cache: Path, tiny_bert: Path) -> None:
-    from dataclasses import fields
-
-    from heads import finetuned
     from heads.experiment import RunSpec
     from heads.families import load
     from heads.finetune import LiveEncoders, build_model, evaluate_split
     from heads.input_files import PredictInput
     from heads.inputs import InputSpec
-    from heads.train_config import EncoderTraining, TrainConfig, finetune_config
+    from heads.train_config import TrainConfig
     from heads.trainer import fit
 
-    settings = {"epochs": 1, "batch_size": 8, "precision": "fp32", "init": "random"}
-    mine = {f.name for f in fields(EncoderTraining)}
-    config = finetune_config(
-        EncoderTraining(**{k: v for k, v in settings.items() if k in mine}),
-        **{k: v for k, v in settings.items() if k not in mine},
-    )
+    config = fine()
     inputs = InputSpec("toy.jsonl", f"hf:{tiny_bert}", context="knowledge", knowledge_hints=True)
     spec = RunSpec("linear", inputs, "text", train=TrainConfig(seed=0, epochs=1, threads=1))
     model, extras, identity = build_model(spec, config, toy_cache, None, lambda _m: None)
@@ -188,14 +181,7 @@ def test_fine_tuning_appends_the_columns_and_predicts_alike(toy_cache: Path, tin
     fit(LiveEncoders(model, extras, config), config)
     test = extras["data"]["test"]
     _, expected = evaluate_split(model, test, extras["vocab"], extras["needs"], 64)
-    saved = {
-        "inputs": extras["inputs"].describe(),
-        "input_identity": identity,
-        "entries": {},
-        "train_config": {},
-        "vocab": extras["vocab"].to_json() if extras["vocab"] else None,
-    }
-    folder = finetuned.save(toy_cache.parent / "tuned", model, saved)
+    folder = save_tuned(toy_cache.parent / "tuned", model, extras, identity)
     items = [
         PredictInput(list(w), knowledge=test.contexts[i] or "none", id=str(i))
         for i, w in enumerate(test.words)
@@ -239,7 +225,7 @@ def test_bench_finetune_best_takes_the_winners_hints(tmp_path: Path) -> None:
         json.dumps({"format": winners.FORMAT, "format_version": winners.VERSION, "datasets": {"t17": winner}})
     )
     choice = finetune_bench.choose("t17", True, path, None, None, None, None, None)
-    assert choice.knowledge_hints and finetune_bench.inputs_of(choice).knowledge_hints
+    assert choice.knowledge_hints and finetune_bench.frozen_cell(choice, 0).inputs().knowledge_hints
     grid_cell = Cell(
         "t17",
         "cwi",
