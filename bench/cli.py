@@ -430,6 +430,7 @@ def finetune(
     knowledge_hints: opt.KnowledgeHints = FT_REQUEST.knowledge_hints,
     label_map: opt.CorporaLabelMap = FT_REQUEST.label_map,
     seeds: opt.Seeds = FT_REQUEST.seeds,
+    first_seed: opt.FirstSeed = FT_REQUEST.first_seed,
     epochs: opt.Epochs = FT.epochs,
     patience: opt.Patience = FT.patience,
     batch_size: opt.BatchSize = FT.batch_size,
@@ -551,6 +552,7 @@ def finetune(
         runs,
         label_map,
         knowledge_hints,
+        first_seed,
     )
     run(request, cache_dir(cache), out, _command())
 

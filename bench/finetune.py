@@ -50,6 +50,7 @@ class FinetuneRequest:
     runs: Path = Path("runs/bench-finetune")
     label_map: str | None = None  # several corpora (dataset "a,b") mapped onto one scheme
     knowledge_hints: bool | None = None  # None: the winner's with --best, else off
+    first_seed: int = 0  # seeds first_seed .. first_seed + seeds - 1
 
 
 def legacy_settings(config: TrainConfig) -> dict[str, Any]:
@@ -113,7 +114,7 @@ def run(request: FinetuneRequest, cache_root: Path, out: Console, command: str) 
     def note(message: str) -> None:
         out.print(f"  {message}", highlight=False)
 
-    for seed in range(request.seeds):
+    for seed in range(request.first_seed, request.first_seed + request.seeds):
         cell = finetune_bench.frozen_cell(choice, seed)
         frozen_dir = models_folder(runs, cell)
         if cell.key not in done or not (frozen_dir / "config.json").is_file():

@@ -225,6 +225,15 @@ Threads = Annotated[
     ),
 ]
 Seeds = Annotated[int, typer.Option("--seeds", help="Seeds 0..N-1 per configuration.", min=1)]
+FirstSeed = Annotated[
+    int,
+    typer.Option(
+        "--first-seed",
+        help="Start the seeds here: --first-seed S --seeds N runs S..S+N-1 (one seed per machine or "
+        "session, into one run store or several).",
+        min=0,
+    ),
+]
 Limit = Annotated[int | None, typer.Option("--limit", help="Use the first N examples only (smoke runs).")]
 
 # Where the work runs (featurize run, bench heads): this machine, or a Ray cluster (docs: distributed).

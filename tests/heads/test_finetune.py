@@ -322,6 +322,12 @@ def test_cli_fine_tunes_reports_and_predicts(
     code, out, err = run_cli(bench.cli.main, argv, capsys)  # the same command again trains nothing
     assert code == 0 and "not trained again" in out
     assert len((runs / "runs.jsonl").read_text().splitlines()) == 2
+    code, out, err = run_cli(bench.cli.main, [*argv, "--first-seed", "1"], capsys)  # seed 1 only, same store
+    assert code == 0, err
+    assert "seed 0" not in out and "seed 1: fine-tuned dev" in out
+    seeds = [json.loads(x)["cell"]["seed"] for x in (runs / "runs.jsonl").read_text().splitlines()]
+    assert sorted(seeds) == [0, 0, 1, 1]
+    assert "| 0, 1 |" in (runs / "report" / "finetune.md").read_text()  # the report groups both seeds
     from heads.experiment import evaluate_saved
 
     _, scores = evaluate_saved(Path(tuned["model"]), tiny.cache, ("dev", "test"))
