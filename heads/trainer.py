@@ -240,6 +240,10 @@ class _Schedule:
             return max(0.0, (self.total - step) / max(1, self.total - self.warm))
         return 1.0
 
+    def share_at(self, step: int) -> float:
+        """The learning rate at optimizer step ``step``, as a share of its peak."""
+        return self._factor(step)
+
     def after_step(self, epoch: int, step_in_epoch: int) -> None:
         self.steps += 1
         if self.cosine is not None:
@@ -295,6 +299,27 @@ def fit(task: TrainingTask, config: TrainConfig, progress: Progress | None = Non
         return _fit(task, config, progress or Progress())
     finally:
         torch.set_num_threads(threads)  # a library caller keeps its own setting
+
+
+def _warn_if_budget_cuts_decay(
+    config: TrainConfig, schedule: _Schedule, epoch: int, elapsed: float, pace: float, progress: Progress
+) -> None:
+    """After the first epoch: say when --max-minutes will stop a linear decay before its end, and
+    which --epochs would end it inside the budget (a run cut at half its rate is a different run
+    from the one its --epochs describes; machines' speed varies from day to day)."""
+    assert config.max_minutes is not None
+    if config.scheduler != "linear" or pace <= 0:
+        return
+    # the same rule as the stop below: another epoch starts only if it ends inside the budget
+    fit = min(config.epochs, epoch + max(0, int((60 * config.max_minutes - elapsed) // pace)))
+    if fit >= config.epochs:
+        return
+    left = schedule.share_at(fit * schedule.per_epoch)
+    progress.on_note(
+        f"at {pace / 60:.1f} min an epoch, about {fit} of {config.epochs} epochs fit in the "
+        f"{config.max_minutes:g}-minute budget: the linear decay would stop at {100 * left:.0f} % of "
+        f"its peak rate (--epochs {fit} ends it inside the budget)"
+    )
 
 
 def _fit(task: TrainingTask, config: TrainConfig, progress: Progress) -> TrainResult:
@@ -422,6 +447,15 @@ def _fit(task: TrainingTask, config: TrainConfig, progress: Progress) -> TrainRe
                     **PausedRun.random_states(),
                 ).save(paused_at, identity)
             break
+        if config.max_minutes is not None and epoch == first_epoch < config.epochs:
+            _warn_if_budget_cuts_decay(
+                config,
+                schedule,
+                epoch,
+                time.perf_counter() - started,
+                time.perf_counter() - epoch_start,
+                progress,
+            )
         if config.max_minutes is not None and epoch < config.epochs:
             elapsed = time.perf_counter() - started
             if elapsed + (time.perf_counter() - epoch_start) > 60 * config.max_minutes:

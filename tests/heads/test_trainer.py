@@ -207,3 +207,31 @@ def test_an_altered_or_foreign_paused_state_is_not_read(tmp_path) -> None:  # no
     fit(task(), replace(config, stop_after=1, pause_state=str(state)))
     other = replace(config, seed=1, pause_state=str(state))  # another seed's run: not this state
     assert _curve(fit(task(), other)) == _curve(fit(task(), replace(config, seed=1)))
+
+
+@pytest.mark.parametrize("epochs", [6, 3])
+def test_the_budget_stops_between_epochs_and_says_when_it_cuts_the_decay(
+    epochs: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--max-minutes: another epoch starts only if it ends inside the budget; after the first
+    epoch a note says when the budget will stop a linear decay early, and which --epochs fits.
+    The clock is the run's own steps (10 s each, 8 steps an epoch), so the test is not timed."""
+    import heads.trainer
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(heads.trainer.time, "perf_counter", lambda: clock["now"])
+    notes: list[str] = []
+
+    def step(_done: int, _loss: float) -> None:
+        clock["now"] += 10.0
+
+    config = TrainConfig(epochs=epochs, batch_size=8, scheduler="linear", max_minutes=4)
+    result = fit(task(), config, Progress(on_step=step, on_note=notes.append))
+    assert result.epochs_run == 3  # 80 s an epoch: a fourth would end at 320 s > 240 s
+    if epochs == 6:
+        assert result.stop_reason == "another epoch would pass the 4-minute budget"
+        assert any(
+            "about 3 of 6 epochs fit" in n and "50 % of its peak" in n and "--epochs 3" in n for n in notes
+        )
+    else:
+        assert not any("epochs fit" in n for n in notes)
