@@ -310,7 +310,7 @@ def _warn_if_budget_cuts_decay(
     assert config.max_minutes is not None
     if config.scheduler != "linear" or pace <= 0:
         return
-    # the same rule as the stop below: another epoch starts only if it ends inside the budget
+    # the rule of the budget stop in _fit: another epoch starts only if it ends inside the budget
     fit = min(config.epochs, epoch + max(0, int((60 * config.max_minutes - elapsed) // pace)))
     if fit >= config.epochs:
         return
@@ -447,18 +447,12 @@ def _fit(task: TrainingTask, config: TrainConfig, progress: Progress) -> TrainRe
                     **PausedRun.random_states(),
                 ).save(paused_at, identity)
             break
-        if config.max_minutes is not None and epoch == first_epoch < config.epochs:
-            _warn_if_budget_cuts_decay(
-                config,
-                schedule,
-                epoch,
-                time.perf_counter() - started,
-                time.perf_counter() - epoch_start,
-                progress,
-            )
         if config.max_minutes is not None and epoch < config.epochs:
-            elapsed = time.perf_counter() - started
-            if elapsed + (time.perf_counter() - epoch_start) > 60 * config.max_minutes:
+            now = time.perf_counter()
+            elapsed, pace = now - started, now - epoch_start  # pace: this epoch, its dev pass included
+            if epoch == first_epoch:
+                _warn_if_budget_cuts_decay(config, schedule, epoch, elapsed, pace, progress)
+            if elapsed + pace > 60 * config.max_minutes:
                 stop_reason = f"another epoch would pass the {config.max_minutes:g}-minute budget"
                 progress.on_note(f"stopped after epoch {epoch}: {stop_reason}")
                 break
