@@ -24,12 +24,13 @@ from rich.console import Console
 from rich.markup import escape
 
 from bench import finetune_bench
-from bench.grid import models_folder
+from bench.grid import models_folder, paused_state
 from bench.grid_runner import run_cell
 from bench.progress import training_bar
 from bench.run_store import RunStore
 from featurize.errors import ConfigError
 from heads.experiment import RunSpec
+from heads.paused_run import remove as remove_paused
 from heads.train_config import TrainConfig
 
 
@@ -139,9 +140,15 @@ def run(request: FinetuneRequest, cache_root: Path, out: Console, command: str) 
             train=TrainConfig(**(choice.train | {"seed": seed})),
         )
         folder = runs / "models" / key
+        # the training state after every epoch: a run killed (a session's end, a pre-empted
+        # node) goes on from its last finished epoch when the same command runs again
+        state = paused_state(runs, key)
+        resumable = replace(config, pause_state=str(state), state_every_epoch=True)
         started = time.perf_counter()
         with training_bar(out, f"fine-tuning s{seed}", config.epochs) as progress_for:
-            record = finetune.run(spec, config, cache_root, folder, frozen_dir, progress_for, note, settings)
+            record = finetune.run(
+                spec, resumable, cache_root, folder, frozen_dir, progress_for, note, settings
+            )
         tuned_cell = cell.identity() | {
             "train": finetune_bench.tuned_train(settings, record["fine_tune"].get("method"))
         }
@@ -154,6 +161,7 @@ def run(request: FinetuneRequest, cache_root: Path, out: Console, command: str) 
             "record": record,
         }
         store.append(line)
+        remove_paused(state)  # the model and its line are saved: nothing will go on from the state
         done[key] = line
         m = record["metrics"]
         out.print(

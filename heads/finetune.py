@@ -238,7 +238,8 @@ def run(
         "stopped_early": result.stopped_early,
         "stop_reason": result.stop_reason,
         "history": result.history,
-        "train_seconds": result.seconds,
+        "train_seconds": result.seconds,  # a resumed run's earlier epochs included
+        "resumed_after": result.resumed_after,
         "optimizer_steps": result.optimizer_steps,
         "learning_rates": result.learning_rates,
         "precision": result.precision,

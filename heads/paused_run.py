@@ -54,6 +54,9 @@ class PausedRun:
     torch_rng: Tensor
     numpy_rng: dict[str, Any]
     python_rng: list[Any]
+    # why a finished run stopped before its last epoch (patience, budget): a resumed state with one
+    # ends at once instead of training on
+    stop_reason: str = ""
 
     def save(self, folder: Path, identity: dict[str, Any]) -> None:
         """Write the state into ``folder`` (replacing one there) through a temporary folder."""
@@ -67,7 +70,7 @@ class PausedRun:
         tensors["rng.generator"] = self.generator
         tensors["rng.torch"] = self.torch_rng
         tensors["rng.numpy"] = torch.from_numpy(np.asarray(self.numpy_rng["key"], dtype=np.int64))
-        tensors = {k: v.detach().clone().contiguous() for k, v in tensors.items()}
+        tensors = _unshared(tensors)
         with atomic_folder(folder) as tmp:
             save_file(tensors, str(tmp / TENSORS), metadata={"format": FORMAT})
             meta = {
@@ -88,6 +91,7 @@ class PausedRun:
                 "schedule": self.schedule,
                 "numpy_rng": {k: v for k, v in self.numpy_rng.items() if k != "key"},
                 "python_rng": self.python_rng,
+                "stop_reason": self.stop_reason,
             }
             (tmp / STATE).write_text(json.dumps(meta, default=_plain), encoding="utf-8")
 
@@ -135,6 +139,7 @@ class PausedRun:
             torch_rng=tensors["rng.torch"],
             numpy_rng=numpy_rng,
             python_rng=meta["python_rng"],
+            stop_reason=meta.get("stop_reason", ""),
         )
 
     @staticmethod
@@ -158,6 +163,22 @@ class PausedRun:
 def remove(folder: Path) -> None:
     """Drop a paused state (its run finished, or its configuration was stopped)."""
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def _unshared(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Contiguous tensors, no two on one storage (safetensors refuses shared memory). Only a
+    tensor that shares is copied: a fine-tuned encoder's state is gigabytes, and a copy of all of
+    it would raise the run's peak memory by as much at every epoch."""
+    seen: set[int] = set()
+    out = {}
+    for name, value in tensors.items():
+        value = value.detach().contiguous()
+        if value.numel():
+            if value.untyped_storage().data_ptr() in seen:
+                value = value.clone()
+            seen.add(value.untyped_storage().data_ptr())
+        out[name] = value
+    return out
 
 
 def _plain(value: object) -> object:

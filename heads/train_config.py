@@ -88,6 +88,9 @@ class TrainConfig:
     # a folder for the state of a run paused at stop_after, and from which a run goes on when a
     # state made by the same settings is there (bench heads --halving; not part of a cell's key)
     pause_state: str | None = None
+    # write that state after every epoch, and keep it when the run ends (the caller drops it once
+    # the model is saved): a run killed mid-epoch goes on from its last finished epoch (bench finetune)
+    state_every_epoch: bool = False
     limit: int | None = None  # train on the first N training examples only (smoke runs)
     eval_batch: int = 128  # examples per evaluation batch
     device: str = "cpu"  # where a head on live encoders trains: auto (a GPU when present), cpu or cuda
@@ -149,7 +152,11 @@ class TrainConfig:
         are at their default and were added after the store format was fixed are left out, so a
         store written before keeps its keys."""
         defaults = TrainConfig()
-        d = {k: v for k, v in asdict(self).items() if k not in ("seed", "threads", "pause_state")}
+        d = {
+            k: v
+            for k, v in asdict(self).items()
+            if k not in ("seed", "threads", "pause_state", "state_every_epoch")
+        }
         for name in _ADDED_SETTINGS:
             if getattr(self, name) == getattr(defaults, name):
                 d.pop(name, None)

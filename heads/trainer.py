@@ -370,12 +370,6 @@ def _fit(task: TrainingTask, config: TrainConfig, progress: Progress) -> TrainRe
 
     history: list[dict[str, float]] = []
     best_score, best_epoch, best_state, best_dev = -1.0, 0, None, {}
-    if task.starts_trained:
-        dev_start = time.perf_counter()
-        best_dev = dict(scorer.scores(task.dev_tags(config.eval_batch)))
-        best_score, best_state = float(best_dev[config.select]), task.snapshot()  # type: ignore[arg-type]
-        history.append(row(0, float("nan"), best_dev, 0.0, time.perf_counter() - dev_start))
-        progress.on_epoch(history[-1])
     generator = torch.Generator().manual_seed(config.seed)
     done_steps, epoch, stop_reason, halted_at = 0, 0, "", None
     paused_at = Path(config.pause_state) if config.pause_state else None
@@ -389,11 +383,18 @@ def _fit(task: TrainingTask, config: TrainConfig, progress: Progress) -> TrainRe
         history = resumed.history
         best_score, best_epoch, best_dev = resumed.best_score, resumed.best_epoch, resumed.best_dev
         best_state = resumed.best_state
-        done_steps, epoch = resumed.done_steps, resumed.epoch
-        started -= resumed.seconds  # the learning curve's clock goes on from the pause
-        progress.on_note(f"resumed after epoch {resumed.epoch} from {paused_at}")
+        done_steps, epoch, stop_reason = resumed.done_steps, resumed.epoch, resumed.stop_reason
+        started -= resumed.seconds  # the learning curve's clock (and the budget's) goes on from the pause
+        ended = f" (it had ended: {stop_reason})" if stop_reason else ""
+        progress.on_note(f"resumed after epoch {resumed.epoch} from {paused_at}{ended}")
+    elif task.starts_trained:
+        dev_start = time.perf_counter()
+        best_dev = dict(scorer.scores(task.dev_tags(config.eval_batch)))
+        best_score, best_state = float(best_dev[config.select]), task.snapshot()  # type: ignore[arg-type]
+        history.append(row(0, float("nan"), best_dev, 0.0, time.perf_counter() - dev_start))
+        progress.on_epoch(history[-1])
     first_epoch = epoch + 1  # 1, or the epoch after the paused state's
-    for epoch in range(first_epoch, config.epochs + 1):
+    for epoch in range(first_epoch, config.epochs + 1 if not stop_reason else first_epoch):
         epoch_start = time.perf_counter()
         task.module.train()
         total_loss, micro, in_epoch = 0.0, 0, 0
@@ -427,27 +428,9 @@ def _fit(task: TrainingTask, config: TrainConfig, progress: Progress) -> TrainRe
             best_state = task.snapshot()
         elif epoch - best_epoch >= config.patience:
             stop_reason = f"no better dev {config.select.replace('_', ' ')} for {config.patience} epochs"
-            break
-        if config.stop_after is not None and config.stop_after <= epoch < config.epochs:
+        if not stop_reason and config.stop_after is not None and config.stop_after <= epoch < config.epochs:
             stop_reason, halted_at = f"paused at the rung after epoch {epoch}", epoch
-            if paused_at is not None:
-                PausedRun(
-                    epoch=epoch,
-                    done_steps=done_steps,
-                    seconds=time.perf_counter() - started,
-                    module=task.snapshot(),
-                    best_state=best_state,
-                    best_score=best_score,
-                    best_epoch=best_epoch,
-                    best_dev=best_dev,
-                    history=history,
-                    optimizer=optimizer.state_dict(),
-                    schedule=schedule.state(),
-                    generator=generator.get_state(),
-                    **PausedRun.random_states(),
-                ).save(paused_at, identity)
-            break
-        if config.max_minutes is not None and epoch < config.epochs:
+        if not stop_reason and config.max_minutes is not None and epoch < config.epochs:
             now = time.perf_counter()
             elapsed, pace = now - started, now - epoch_start  # pace: this epoch, its dev pass included
             if epoch == first_epoch:
@@ -455,8 +438,26 @@ def _fit(task: TrainingTask, config: TrainConfig, progress: Progress) -> TrainRe
             if elapsed + pace > 60 * config.max_minutes:
                 stop_reason = f"another epoch would pass the {config.max_minutes:g}-minute budget"
                 progress.on_note(f"stopped after epoch {epoch}: {stop_reason}")
-                break
-    if paused_at is not None and halted_at is None:
+        if paused_at is not None and (halted_at is not None or config.state_every_epoch):
+            PausedRun(
+                epoch=epoch,
+                done_steps=done_steps,
+                seconds=time.perf_counter() - started,
+                module=task.snapshot(),
+                best_state=best_state,
+                best_score=best_score,
+                best_epoch=best_epoch,
+                best_dev=best_dev,
+                history=history,
+                optimizer=optimizer.state_dict(),
+                schedule=schedule.state(),
+                generator=generator.get_state(),
+                **PausedRun.random_states(),
+                stop_reason=stop_reason if halted_at is None else "",  # a rung pause goes on when resumed
+            ).save(paused_at, identity)
+        if stop_reason:
+            break
+    if paused_at is not None and halted_at is None and not config.state_every_epoch:
         remove_paused(paused_at)  # the run finished: nothing will go on from it
     if best_state is not None:
         task.restore(best_state)

@@ -348,6 +348,58 @@ def test_cli_fine_tunes_reports_and_predicts(
     assert len(out.strip().splitlines()) == 5
 
 
+class Killed(BaseException):
+    """Stands for the process being killed (not an error the command would report and go on)."""
+
+
+def test_cli_goes_on_from_the_last_epoch_after_a_kill(
+    tiny: Tiny, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed in its second epoch, the same command goes on after the first and ends as the
+    uninterrupted run; the state is gone once the model is saved."""
+    import json
+
+    import bench.cli
+    from heads.finetune import LiveEncoders
+
+    def argv(runs: Path) -> list[str]:
+        return [
+            "finetune", "--dataset", DATASET, "--head", "bilstm-crf", "--text", tiny.bert,
+            "--epochs", "2", "--batch-size", "8", "--runs", str(runs), "--cache-dir", str(tiny.cache),
+        ]  # fmt: skip
+
+    real, calls = LiveEncoders.loss, {"n": 0}
+
+    def counting(self, batch, weights):  # noqa: ANN001, ANN202  (one call per training batch)
+        calls["n"] += 1
+        if calls["n"] == calls.get("kill_at"):
+            raise Killed
+        return real(self, batch, weights)
+
+    monkeypatch.setattr(LiveEncoders, "loss", counting)
+    code, _out, err = run_cli(bench.cli.main, argv(tmp_path / "whole"), capsys)
+    assert code == 0, err
+    calls["kill_at"], calls["n"] = calls["n"] // 2 + 2, 0  # the second batch of epoch 2
+    runs = tmp_path / "killed"
+    with pytest.raises(Killed):
+        run_cli(bench.cli.main, argv(runs), capsys)
+    capsys.readouterr()
+    assert list((runs / "paused").iterdir())  # the state after epoch 1
+    code, out, err = run_cli(bench.cli.main, argv(runs), capsys)
+    assert code == 0, err
+    assert "resumed after epoch 1" in out
+    assert not list((runs / "paused").iterdir())
+
+    def tuned(store: Path) -> dict:
+        lines = [json.loads(x) for x in (store / "runs.jsonl").read_text().splitlines()]
+        return next(x["record"] for x in lines if x["cell"]["train"].get("fine_tune"))
+
+    a, b = tuned(tmp_path / "whole"), tuned(runs)
+    assert b["resumed_after"] == 1 and a["resumed_after"] is None
+    assert a["metrics"] == b["metrics"] and a["best_epoch"] == b["best_epoch"]
+    assert [r["train_loss"] for r in a["history"][1:]] == [r["train_loss"] for r in b["history"][1:]]
+
+
 def test_cli_refuses_bad_options_with_one_line(
     tiny: Tiny, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -235,3 +235,54 @@ def test_the_budget_stops_between_epochs_and_says_when_it_cuts_the_decay(
         )
     else:
         assert not any("epochs fit" in n for n in notes)
+
+
+class Killed(Exception):
+    """Stands for the process being killed mid-epoch (a session's end, a pre-empted node)."""
+
+
+def test_a_run_killed_mid_epoch_goes_on_from_its_last_epoch(tmp_path) -> None:  # noqa: ANN001
+    """--state-every-epoch (bench finetune): killed in epoch 3, the run goes on after epoch 2 and
+    ends exactly as the uninterrupted one; the state stays for the caller to drop once saved."""
+    config = TrainConfig(epochs=5, batch_size=8, patience=5, scheduler="linear", warmup=0.2)
+    whole = task()
+    expected = fit(whole, config)
+    state = tmp_path / "state"
+    kept = replace(config, pause_state=str(state), state_every_epoch=True)
+    per_epoch = optimizer_steps(60, config) // config.epochs
+
+    def kill_in_epoch_3(done: int, _loss: float) -> None:
+        if done > 2 * per_epoch:
+            raise Killed
+
+    with pytest.raises(Killed):
+        fit(task(), kept, Progress(on_step=kill_in_epoch_3))
+    notes: list[str] = []
+    resumed = task(seed=7)
+    result = fit(resumed, kept, Progress(on_note=notes.append))
+    assert any("resumed after epoch 2" in n for n in notes)
+    assert _curve(result) == _curve(expected) and result.resumed_after == 2
+    for (name, x), y in zip(resumed.head.state_dict().items(), whole.head.state_dict().values()):
+        assert torch.equal(x, y), name
+    assert (state / "state.json").exists()  # kept: the caller drops it once the model is saved
+    # killed after its last epoch (while the model was being scored or saved): nothing trains again
+    again = task(seed=9)
+    notes.clear()
+    last = fit(again, kept, Progress(on_note=notes.append, on_step=kill_in_epoch_3))
+    assert any("resumed after epoch 5" in n for n in notes) and _curve(last) == _curve(expected)
+    for x, y in zip(again.head.state_dict().values(), whole.head.state_dict().values()):
+        assert torch.equal(x, y)
+
+
+def test_a_run_that_ended_early_does_not_train_on_when_resumed(tmp_path) -> None:  # noqa: ANN001
+    """A state written after a patience (or budget) stop ends the resumed run at once."""
+    config = TrainConfig(epochs=30, batch_size=8, patience=1, lr={"dense": 1.0})
+    expected = fit(task(), config)
+    assert expected.stop_reason.startswith("no better dev") and expected.epochs_run < 30
+    kept = replace(config, pause_state=str(tmp_path / "state"), state_every_epoch=True)
+    fit(task(), kept)
+    notes: list[str] = []
+    result = fit(task(seed=3), kept, Progress(on_note=notes.append))
+    assert any(f"(it had ended: {expected.stop_reason})" in n for n in notes)
+    assert result.epochs_run == expected.epochs_run and result.best_epoch == expected.best_epoch
+    assert _curve(result) == _curve(expected)
